@@ -1,0 +1,211 @@
+"""Market-1501 (Zheng et al., ICCV 2015) and every dataset stored in its layout.
+
+Layout (DukeMTMC-reID and CUHK03-NP use the same one)::
+
+    ROOT/bounding_box_train/0002_c1s1_000451_03.jpg   training images
+    ROOT/bounding_box_test/...                        gallery
+    ROOT/query/...                                    queries
+
+File name ``PPPP_cC[sS]_...``: person id ``PPPP`` (-1 = junk, 0 = distractor),
+camera ``C`` (1-based in the name, 0-based in records). Market also has a
+sequence ``sS``; Duke names look like ``0001_c2_f0046182.jpg``.
+
+Choices: junk never enters a split; distractors stay in the gallery as
+negatives but are dropped from train and query (they are not identities);
+files that are not images (Market ships ``Thumbs.db``) are ignored.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from .attributes import read_attribute_file
+from .images import is_image_file
+from .keypoints import MARKET_FRAME, openpose18_to_coco17, read_pose_csv
+from .records import ImageRecord, ReIDSplit, relabel
+
+SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
+JUNK_PID, DISTRACTOR_PID = -1, 0
+_MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)(?:s\d+)?_")
+
+
+def parse_market_name(name: str | os.PathLike) -> tuple[int, int]:
+    """``(pid, camid)`` of a Market-style file name, camid 0-based.
+
+    >>> parse_market_name("0002_c1s1_000451_03.jpg"), parse_market_name("0001_c2_f0046182.jpg")
+    ((2, 0), (1, 1))
+    """
+    match = _MARKET_NAME.match(os.path.basename(str(name)))
+    if match is None or int(match.group(2)) < 1:
+        raise ValueError(
+            f"cannot parse re-ID file name {name}: expected 'PID_cCAM...' "
+            f"such as 0002_c1s1_000451_03.jpg or 0001_c2_f0046182.jpg (camera numbers from 1)"
+        )
+    return int(match.group(1)), int(match.group(2)) - 1
+
+
+def find_layout_root(root: str | os.PathLike, dataset: str = "dataset") -> Path:
+    """The folder holding ``bounding_box_train``/``bounding_box_test``/``query``:
+    ``root`` itself, or its single sub-folder that has them (an unzipped archive
+    such as ``Market-1501-v15.09.15``). Raises naming the missing folder."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{dataset}: dataset folder not found: {root}")
+    if not (root / SPLIT_FOLDERS["train"]).is_dir():
+        nested = [child for child in sorted(root.iterdir()) if (child / SPLIT_FOLDERS["train"]).is_dir()]
+        if len(nested) == 1:
+            root = nested[0]
+    for folder in SPLIT_FOLDERS.values():
+        if not (root / folder).is_dir():
+            raise FileNotFoundError(
+                f"{dataset}: split folder not found: {root / folder} "
+                f"(expected {', '.join(SPLIT_FOLDERS.values())} under {root})"
+            )
+    return root
+
+
+def scan_market_folder(folder: str | os.PathLike, subset: str) -> list[ImageRecord]:
+    """Records of one split folder with the dataset's own ids, junk removed;
+    distractors removed too unless ``subset == "gallery"``."""
+    folder = Path(folder)
+    records = []
+    for name in sorted(os.listdir(folder)):
+        if not is_image_file(name):
+            continue
+        pid, camid = parse_market_name(folder / name)
+        if pid == JUNK_PID or pid < JUNK_PID:
+            continue
+        if pid == DISTRACTOR_PID and subset != "gallery":
+            continue
+        records.append(ImageRecord(str(folder / name), pid, camid))
+    if not records:
+        raise ValueError(f"no usable images found in {folder}")
+    return records
+
+
+def _resolve_files(spec, roots: list[Path], auto_names: list[str]) -> list[Path]:
+    """``"auto"`` -> the auto names present in any of ``roots``; None -> []; a path or list -> those."""
+    if spec is None:
+        return []
+    if isinstance(spec, str) and spec == "auto":
+        found = []
+        for name in auto_names:
+            for root in roots:
+                if (root / name).is_file():
+                    found.append(root / name)
+                    break
+        return found
+    paths = [spec] if isinstance(spec, (str, os.PathLike)) else list(spec)
+    resolved = [Path(p) for p in paths]
+    for path in resolved:
+        if not path.is_file():
+            raise FileNotFoundError(f"annotation file not found: {path}")
+    return resolved
+
+
+def attach_attributes(train, query, gallery, attribute_path: Path, dataset_root: Path):
+    """Join identity-level attributes to images through the original person id:
+    train images to the file's ``train`` part, query/gallery to its ``test`` part."""
+    spec, parts = read_attribute_file(attribute_path)
+    train_pids = {r.pid for r in train}
+    missing = sorted(train_pids - parts["train"].keys())
+    if missing:
+        raise ValueError(
+            f"attribute file {attribute_path} does not match the images in {dataset_root}: "
+            f"{len(missing)} of {len(train_pids)} training ids have no entry in its 'train' part "
+            f"(e.g. {missing[:5]})"
+        )
+    test_pids = {r.pid for r in (*query, *gallery) if r.pid != DISTRACTOR_PID}
+    if test_pids and not test_pids & parts["test"].keys():
+        raise ValueError(
+            f"attribute file {attribute_path} does not match the images in {dataset_root}: "
+            f"none of the {len(test_pids)} query/gallery ids is in its 'test' part"
+        )
+
+    def with_attributes(records, table):
+        return [ImageRecord(r.path, r.pid, r.camid, table.get(r.pid), r.keypoints, r.extra) for r in records]
+
+    return spec, with_attributes(train, parts["train"]), with_attributes(query, parts["test"]), with_attributes(gallery, parts["test"])
+
+
+def attach_keypoints(records, poses: dict, image_size=None, annotation_size=MARKET_FRAME):
+    """Keypoints joined by file basename; images without an entry keep ``None``."""
+    out = []
+    for r in records:
+        yx18 = poses.get(os.path.basename(r.path))
+        keypoints = None if yx18 is None else openpose18_to_coco17(yx18, image_size, annotation_size)
+        out.append(ImageRecord(r.path, r.pid, r.camid, r.attributes, keypoints, r.extra))
+    return out
+
+
+def load_market_layout(
+    root,
+    name: str,
+    attribute_file="auto",
+    keypoint_files="auto",
+    auto_attribute_name: str | None = "market_attribute.mat",
+    auto_keypoint_prefix: str | None = "market",
+    keypoint_image_size: tuple[int, int] | None = None,
+    keypoint_annotation_size: tuple[int, int] = MARKET_FRAME,
+) -> ReIDSplit:
+    """Any dataset in the Market layout, with optional attribute and keypoint files."""
+    given_root = Path(root)
+    layout_root = find_layout_root(given_root, name)
+    train = scan_market_folder(layout_root / SPLIT_FOLDERS["train"], "train")
+    query = scan_market_folder(layout_root / SPLIT_FOLDERS["query"], "query")
+    gallery = scan_market_folder(layout_root / SPLIT_FOLDERS["gallery"], "gallery")
+
+    search_roots = list(dict.fromkeys([layout_root, given_root]))
+    spec = None
+    attribute_names = [auto_attribute_name] if auto_attribute_name else []
+    attribute_paths = _resolve_files(attribute_file, search_roots, attribute_names)
+    if len(attribute_paths) > 1:
+        raise ValueError(f"{name}: give one attribute file, not {len(attribute_paths)}")
+    if attribute_paths:
+        spec, train, query, gallery = attach_attributes(train, query, gallery, attribute_paths[0], layout_root)
+
+    keypoint_names = (
+        [f"{auto_keypoint_prefix}-annotation-{part}.csv" for part in ("train", "test", "query")]
+        if auto_keypoint_prefix else []
+    )
+    keypoint_paths = _resolve_files(keypoint_files, search_roots, keypoint_names)
+    if keypoint_paths:
+        poses: dict[str, np.ndarray] = {}
+        for path in keypoint_paths:
+            poses.update(read_pose_csv(path))
+        basenames = {os.path.basename(r.path) for r in (*train, *query, *gallery)}
+        if not basenames & poses.keys():
+            raise ValueError(
+                f"keypoint file(s) {[str(p) for p in keypoint_paths]} do not match the images in "
+                f"{layout_root}: no file name in them is an image of the dataset"
+            )
+        train, query, gallery = (
+            attach_keypoints(records, poses, keypoint_image_size, keypoint_annotation_size)
+            for records in (train, query, gallery)
+        )
+    return ReIDSplit(name, relabel(train), query, gallery, spec, str(layout_root))
+
+
+def load_market1501(
+    root,
+    attribute_file="auto",
+    keypoint_files="auto",
+    name: str = "market1501",
+    keypoint_image_size: tuple[int, int] | None = None,
+) -> ReIDSplit:
+    """Market-1501 (or any dataset in its layout and naming) as a :class:`ReIDSplit`.
+
+    ``attribute_file`` / ``keypoint_files``: ``"auto"`` uses ``market_attribute.mat``
+    and ``market-annotation-{train,test,query}.csv`` when they are in ``root``;
+    ``None`` disables; a path (or list of CSV paths) uses that file.
+    ``keypoint_image_size``: (width, height) of the images on disk when they are not
+    the 64 x 128 crops the keypoints were annotated on (coordinates are then scaled).
+    """
+    return load_market_layout(
+        root, name, attribute_file, keypoint_files,
+        auto_attribute_name="market_attribute.mat", auto_keypoint_prefix="market",
+        keypoint_image_size=keypoint_image_size,
+    )
