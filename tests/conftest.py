@@ -28,3 +28,25 @@ def shared_file(shared_data: Path, relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"real data file not found: {path}")
     return path
+
+
+# --- synthetic dataset fixtures (owner: data/synthetic engineer) -------------------------
+SYNTHETIC_TEST_KWARGS = dict(num_ids=32, images_per_id=5, num_cameras=6, occluder_fraction=0.25, seed=0)
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A small synthetic dataset (16 train + 16 test ids, ~5 images each, Market layout),
+    generated once per test session (about a second); returns its folder."""
+    from reidlab.data.synthetic import make_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("synthetic") / "synthetic"
+    return make_synthetic_dataset(root, progress=False, **SYNTHETIC_TEST_KWARGS)
+
+
+@pytest.fixture(scope="session")
+def synthetic_split(synthetic_root):
+    """The ReIDSplit of :func:`synthetic_root` (attributes, keypoints, occluder masks)."""
+    from reidlab.data.synthetic import load_synthetic
+
+    return load_synthetic(synthetic_root, generate_if_missing=False)
