@@ -1,0 +1,168 @@
+"""Training configuration: one dataclass, every hyper-parameter a paper states is a field.
+
+Defaults are MBGN's (Sec. 4.2): Adam (beta1 0.9, beta2 0.999), lr 2e-4 constant
+for 40 epochs then x0.98 per epoch, P=16 identities x K=4 images per batch.
+MBGN's loss settings (triplet margin 1.2, lambda = 2 in Eq. 8) are part of the
+*model's* declared total loss (``model.loss_terms``, see :mod:`reidlab.models`);
+``margin`` / ``triplet_weight`` here override them for every triplet term when set.
+
+    >>> cfg = TrainConfig.from_preset("baseline/bnneck", epochs=5)
+    >>> cfg = TrainConfig.from_dict({"model": "bnneck", "model_cfg": {"depth": 18}})
+
+A named ``preset`` (reidlab.presets) fills ``model``, ``model_cfg`` and its
+``train_cfg`` overrides; explicit values given next to it win.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+AMP_MODES = ("auto", "bf16", "fp16", "off")
+SCHEDULES = ("mbgn", "cosine", "step", "constant")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+@dataclass
+class TrainConfig:
+    # --- data
+    dataset: str = "synthetic"  # a name reidlab.data.load_dataset knows
+    data_root: str | None = None  # None: the dataset's default place (synthetic: data/synthetic)
+    height: int = 256  # input size (MSRA Sec. 4.2: 256x128; MBGN does not state it, the common choice)
+    width: int = 128
+    transform_opts: dict = field(default_factory=dict)  # to reidlab.data.transforms.build_transforms
+    # --- model
+    model: str = "bnneck"
+    model_cfg: dict = field(default_factory=dict)  # to the model's builder (depth, last_stride, ...)
+    preset: str | None = None  # a reidlab.presets name: fills model, model_cfg and train settings
+    margin: float | None = None  # None: the model's own triplet margin (MBGN: 1.2)
+    triplet_weight: float | None = None  # None: the model's own lambda (MBGN Eq. 8: 2)
+    # --- batches: P identities x K images (MBGN Sec. 4.2)
+    epochs: int = 120  # MBGN states no total; 120 is the usual BoT-style length
+    batch_p: int = 16
+    batch_k: int = 4
+    # --- optimiser (MBGN Sec. 4.2)
+    optimizer: str = "adam"
+    lr: float = 2e-4
+    weight_decay: float = 5e-4  # not stated by MBGN; the BoT value
+    betas: tuple[float, float] = (0.9, 0.999)
+    momentum: float = 0.9  # SGD only
+    # --- learning-rate schedule, per epoch
+    schedule: str = "mbgn"  # "mbgn" | "cosine" | "step" | "constant"
+    constant_epochs: int = 40  # mbgn: lr constant for this many epochs ...
+    decay: float = 0.98  # ... then multiplied by this every epoch
+    warmup_epochs: int = 0  # linear warm-up (any schedule)
+    step_epochs: tuple[int, ...] = ()  # step: epochs at which lr *= step_gamma (MSRA: the last part at 0.001)
+    step_gamma: float = 0.1
+    # --- speed
+    amp: str = "auto"  # "auto": bf16 on CUDA where supported, else fp16 + GradScaler; off on CPU
+    channels_last: bool = True  # applied on CUDA only (CPU convolutions are faster in NCHW)
+    compile: bool = False  # torch.compile the model
+    sync_bn: bool = False  # SyncBatchNorm under DDP
+    num_workers: int = 4
+    # --- evaluation
+    eval_every: int = 10  # evaluate every N epochs and after the last one; 0: only after the last
+    flip_eval: bool = False  # average the features of an image and its mirror
+    eval_batch_size: int = 128
+    metric: str = "euclidean"
+    # --- run
+    seed: int = 0
+    output_dir: str = "runs/default"
+    resume: bool = False  # continue from output_dir/checkpoint.pt
+    device: str = "auto"  # "auto": CUDA when present, else CPU
+    max_steps_per_epoch: int | None = None  # cap for quick runs
+    log_every: int = 10  # progress-bar refresh, in steps
+    progress: bool = True  # tqdm bars
+
+    def __post_init__(self):
+        self.betas = tuple(float(b) for b in self.betas)
+        self.step_epochs = tuple(int(e) for e in self.step_epochs)
+        self.validate()
+
+    def validate(self) -> "TrainConfig":
+        def bad(name, value, allowed):
+            raise ValueError(f"TrainConfig.{name}: {value!r} is not one of {allowed}")
+
+        if self.amp not in AMP_MODES:
+            bad("amp", self.amp, AMP_MODES)
+        if self.schedule not in SCHEDULES:
+            bad("schedule", self.schedule, SCHEDULES)
+        if self.optimizer not in OPTIMIZERS:
+            bad("optimizer", self.optimizer, OPTIMIZERS)
+        if len(self.betas) != 2:
+            raise ValueError(f"TrainConfig.betas: need two values, got {self.betas}")
+        for name in ("epochs", "batch_p", "batch_k", "height", "width"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr}")
+        return self
+
+    # --- dict round trip
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["betas"] = list(self.betas)
+        d["step_epochs"] = list(self.step_epochs)
+        return d
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build from a dict (e.g. parsed JSON); unknown keys are an error naming them.
+
+        With ``"preset"`` in ``values`` the preset fills model, model_cfg and its
+        train settings first; the other keys of ``values`` override it.
+        """
+        unknown = sorted(set(values) - set(cls.field_names()))
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown field(s) {unknown}; known: {cls.field_names()}")
+        values = dict(values)
+        if values.get("preset"):
+            values = {**preset_values(values["preset"]), **values}
+        cfg = cls(**values)
+        cfg._preset_applied = bool(values.get("preset"))
+        return cfg
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "TrainConfig":
+        return cls.from_dict({"preset": name, **overrides})
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> "TrainConfig":
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise ValueError(f"cannot read a TrainConfig from {path}: {err}") from err
+        return cls.from_dict(values)
+
+    def resolved(self) -> "TrainConfig":
+        """This config with its preset applied to the fields still at their defaults.
+
+        (``from_dict``/``from_preset`` already apply it; this covers
+        ``TrainConfig(preset=...)`` built directly.)
+        """
+        if not self.preset or getattr(self, "_preset_applied", False):
+            return self
+        defaults = TrainConfig().to_dict()
+        values = self.to_dict()
+        for key, value in preset_values(self.preset).items():
+            if values[key] == defaults[key]:
+                values[key] = value
+        return TrainConfig(**values)
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    """The TrainConfig fields a named preset sets: model, model_cfg and its train_cfg."""
+    from reidlab.presets import get_preset
+
+    preset = get_preset(name)
+    unknown = sorted(set(preset.train_cfg) - set(TrainConfig.field_names()))
+    if unknown:
+        raise ValueError(f"preset {name!r}: train_cfg has unknown TrainConfig field(s) {unknown}")
+    return {"model": preset.model, "model_cfg": dict(preset.model_cfg), **preset.train_cfg}
