@@ -77,15 +77,10 @@ def test_missing_explicit_file_is_a_clear_error(no_download, tmp_path):
         ResNetBackbone(18, pretrained=str(missing))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="backbone.load_imagenet_weights lets torch's size-mismatch RuntimeError through without the file "
-    "name (its docstring promises an error naming the file); fix: wrap load_state_dict in try/except",
-)
 def test_wrong_file_is_an_error_naming_it(no_download, tmp_path):
     path = tmp_path / "resnet50-as-18.pth"
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
-    with pytest.raises((ValueError, RuntimeError), match="resnet50-as-18"):
+    with pytest.raises(ValueError, match="resnet50-as-18"):
         ResNetBackbone(18, pretrained=str(path))
 
 

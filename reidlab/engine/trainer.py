@@ -146,6 +146,19 @@ def model_kwargs_for(name: str, split=None, num_classes: int | None = None, inpu
     return kwargs
 
 
+def merge_model_kwargs(cfg: TrainConfig, derived: dict) -> dict:
+    """``cfg.model_cfg`` plus what the data and the config decide (``num_classes``,
+    ``attribute_spec``, ``input_size`` = (height, width)). The input size has one
+    source, ``cfg.height``/``cfg.width``: a ``model_cfg`` that disagrees is an error."""
+    given = cfg.model_cfg.get("input_size")
+    if given is not None and "input_size" in derived and tuple(given) != tuple(derived["input_size"]):
+        raise ValueError(
+            f"model_cfg input_size {tuple(given)} disagrees with the config's height x width "
+            f"{tuple(derived['input_size'])}; set --height/--width instead"
+        )
+    return {**cfg.model_cfg, **derived}
+
+
 def _float_outputs(value):
     """Model outputs (dicts / lists / tensors, nested) in float32 for the loss (autocast may give bf16/fp16)."""
     if isinstance(value, dict):
@@ -194,8 +207,8 @@ class Trainer:
         if model is None:
             from reidlab.models import build_model
 
-            model = build_model(cfg.model, **{**model_kwargs_for(cfg.model, split, input_size=(cfg.height, cfg.width)),
-                                              **cfg.model_cfg})
+            model = build_model(cfg.model, **merge_model_kwargs(
+                cfg, model_kwargs_for(cfg.model, split, input_size=(cfg.height, cfg.width))))
         self.model = model.to(self.device)
         self.loss_terms = self._loss_terms(model)
         self.requires = set(getattr(model, "requires", set()))
@@ -512,6 +525,6 @@ def load_checkpoint_model(path: str | Path, device: str | torch.device = "cpu", 
     state = torch.load(path, map_location="cpu", weights_only=False)
     cfg = TrainConfig.from_dict({k: v for k, v in state["cfg"].items() if k in TrainConfig.field_names()})
     kwargs = model_kwargs_for(cfg.model, split, num_classes=state["num_classes"], input_size=(cfg.height, cfg.width))
-    model = build_model(cfg.model, **{**kwargs, **cfg.model_cfg, "pretrained": False})
+    model = build_model(cfg.model, **{**merge_model_kwargs(cfg, kwargs), "pretrained": False})
     model.load_state_dict(state["model"])
     return model.to(resolve_device(device)).eval(), cfg

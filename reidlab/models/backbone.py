@@ -54,7 +54,10 @@ def load_imagenet_weights(net: nn.Module, depth: int, weights: str | os.PathLike
         if path.is_file():
             state = torch.load(path, map_location="cpu", weights_only=True)
             state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-            missing, unexpected = net.load_state_dict(state, strict=False)
+            try:
+                missing, unexpected = net.load_state_dict(state, strict=False)
+            except RuntimeError as error:  # shape mismatch: say which file
+                raise ValueError(f"{path} does not fit ResNet-{depth}: {error}") from error
             missing = [k for k in missing if not k.startswith("fc.")]
             if missing or unexpected:
                 raise ValueError(

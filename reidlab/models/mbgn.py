@@ -425,12 +425,12 @@ class ResNetGSRPA(nn.Module):
 
 
 @register_model("mbgn")
-def build_mbgn(num_classes: int, **cfg) -> MBGN:
-    """MBGN; ``cfg`` as :class:`MBGN` (depth, pretrained, input_size, ablation flags, ...)."""
-    return MBGN(num_classes=num_classes, **cfg)
+def build_mbgn(num_classes: int, input_size: Sequence[int] = (384, 128), **cfg) -> MBGN:
+    """MBGN for ``input_size`` images (H, W); ``cfg`` as :class:`MBGN` (depth, pretrained, ablation flags, ...)."""
+    return MBGN(num_classes=num_classes, input_size=input_size, **cfg)
 
 
 @register_model("resnet_gsrpa")
-def build_resnet_gsrpa(num_classes: int, **cfg) -> ResNetGSRPA:
-    """ResNet + N GSRPA (MBGN Table 4); ``cfg`` as :class:`ResNetGSRPA`."""
-    return ResNetGSRPA(num_classes=num_classes, **cfg)
+def build_resnet_gsrpa(num_classes: int, input_size: Sequence[int] = (384, 128), **cfg) -> ResNetGSRPA:
+    """ResNet + N GSRPA (MBGN Table 4) for ``input_size`` images; ``cfg`` as :class:`ResNetGSRPA`."""
+    return ResNetGSRPA(num_classes=num_classes, input_size=input_size, **cfg)

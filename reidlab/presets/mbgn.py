@@ -43,7 +43,7 @@ def _add(table: str, row: str, model: str, cfg: dict, reported: dict, notes: str
         Preset(
             name=f"mbgn/{table.lower().replace(' ', '')}/{row}",
             model=model,
-            model_cfg={**cfg, "input_size": INPUT_SIZE},
+            model_cfg=dict(cfg),  # input size: train_cfg height/width (the trainer passes it)
             train_cfg=dict(TRAIN_CFG),
             paper="mbgn",
             table=table,
