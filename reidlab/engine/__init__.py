@@ -24,6 +24,7 @@ _LAZY = {
     "evaluate": "reidlab.engine.evaluate",
     "results_frame": "reidlab.engine.evaluate",
     "chance_level": "reidlab.engine.evaluate",
+    "attribute_accuracy": "reidlab.engine.evaluate",
 }
 
 __all__ = sorted(_LAZY)

@@ -104,7 +104,8 @@ def _print_metrics(metrics: dict | None, chance: dict | None = None) -> None:
     line = "  ".join(f"{k} {100 * float(metrics[k]):.1f}%" for k in ("rank1", "rank5", "rank10", "mAP", "mINP") if k in metrics)
     print(line)
     if chance:
-        print(f"chance level: rank-1 {100 * chance['rank1']:.2f}% (1 / {chance['gallery_ids']} gallery ids)")
+        print(f"chance level (random ranking): rank-1 {100 * chance['rank1']:.2f}%, mAP {100 * chance['mAP']:.2f}% "
+              f"({chance['gallery_ids']} gallery ids)")
 
 
 # ----------------------------------------------------------------------------- evaluate

@@ -160,10 +160,88 @@ def evaluate(
     return result
 
 
-def chance_level(split: ReIDSplit) -> dict:
-    """Rank-1 of a random ranking (about 1 / number of gallery ids) and the number of gallery ids."""
-    gallery_ids = len({r.pid for r in split.gallery})
-    return {"gallery_ids": gallery_ids, "rank1": 1.0 / max(1, gallery_ids)}
+def chance_level(split: ReIDSplit, draws: int = 10, seed: int = 0) -> dict:
+    """What a random ranking scores on ``split`` under the Market-1501 protocol.
+
+    ``rank1`` is exact: the mean over queries with a valid match of
+    (positives / valid gallery items), where valid excludes same-id same-camera
+    images and junk, as :func:`~reidlab.engine.metrics.evaluate_ranking` does.
+    ``mAP`` is the mean over ``draws`` random distance matrices (seeded).
+    ``gallery_ids`` is kept for the one-line summary.
+    """
+    from reidlab.engine.metrics import evaluate_ranking
+
+    q_pids = np.array([r.pid for r in split.query])
+    g_pids = np.array([r.pid for r in split.gallery])
+    q_camids = np.array([r.camid for r in split.query])
+    g_camids = np.array([r.camid for r in split.gallery])
+    same_id = q_pids[:, None] == g_pids[None, :]  # (Q, G)
+    valid = ~(same_id & (q_camids[:, None] == g_camids[None, :])) & (g_pids[None, :] >= 0)  # (Q, G)
+    positives = (same_id & valid).sum(axis=1)
+    has_match = positives > 0
+    rank1 = float((positives[has_match] / valid.sum(axis=1)[has_match]).mean()) if has_match.any() else 0.0
+    rng = np.random.default_rng(seed)
+    maps = [
+        evaluate_ranking(rng.random(same_id.shape, dtype=np.float32), q_pids, g_pids, q_camids, g_camids)["mAP"]
+        for _ in range(draws)
+    ]
+    return {"gallery_ids": len({r.pid for r in split.gallery}), "rank1": rank1, "mAP": float(np.mean(maps))}
+
+
+@torch.no_grad()
+def attribute_accuracy(
+    model: torch.nn.Module,
+    records: Sequence[ImageRecord],
+    attribute_spec,
+    majority_from: Sequence[ImageRecord],
+    height: int,
+    width: int,
+    batch_size: int = 64,
+    device: str | torch.device | None = "auto",
+    progress: bool = True,
+) -> pd.DataFrame:
+    """Per-attribute accuracy of an attribute model on ``records`` against the majority class.
+
+    The model must give ``explain(images, keypoints).attribute_predictions`` ``(B, K)``
+    (MSRA does). The majority class of each attribute is counted on
+    ``majority_from`` (the training records), so the baseline sees no test labels.
+    Unknown labels (-1) are left out. One row per attribute: ``accuracy``,
+    ``majority_accuracy``, ``known`` (labelled images).
+    """
+    from reidlab.data.dataset import ReIDDataset
+    from reidlab.data.transforms import build_transforms
+
+    if not hasattr(model, "explain"):
+        raise TypeError(f"attribute_accuracy: {type(model).__name__} has no explain() with attribute predictions")
+    labelled = [r for r in records if r.attributes is not None]
+    if not labelled:
+        raise ValueError("attribute_accuracy: none of the records has attribute labels")
+    device = resolve_device(device)
+    model = model.to(device).eval()
+    loader = torch.utils.data.DataLoader(
+        ReIDDataset(labelled, build_transforms(height, width, train=False), attribute_spec), batch_size=batch_size
+    )
+    predictions, targets = [], []
+    for batch in tqdm(loader, desc="attributes", disable=not progress, leave=False):
+        explanation = model.explain(batch["image"].to(device), batch["keypoints"].to(device))
+        if explanation.attribute_predictions is None:
+            raise ValueError("attribute_accuracy: the model gives no attribute predictions (built without ARM?)")
+        predictions.append(explanation.attribute_predictions.cpu())
+        targets.append(batch["attributes"])
+    predicted, target = torch.cat(predictions).numpy(), torch.cat(targets).numpy()  # (N, K), (N, K)
+    train = np.stack([r.attributes for r in majority_from if r.attributes is not None])  # (M, K)
+    rows = []
+    for k, name in enumerate(attribute_spec.names):
+        known = target[:, k] >= 0
+        train_known = train[:, k][train[:, k] >= 0]
+        majority = int(np.bincount(train_known).argmax()) if len(train_known) else 0
+        rows.append({
+            "attribute": name,
+            "accuracy": float((predicted[known, k] == target[known, k]).mean()) if known.any() else float("nan"),
+            "majority_accuracy": float((target[known, k] == majority).mean()) if known.any() else float("nan"),
+            "known": int(known.sum()),
+        })
+    return pd.DataFrame(rows).set_index("attribute")
 
 
 SCALAR_KEYS = ("rank1", "rank5", "rank10", "mAP", "mINP")
