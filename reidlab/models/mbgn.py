@@ -41,6 +41,7 @@ from reidlab.models.aabs import AABS, BODY_RATIO, AABSResult, plane_bounds, pool
 from reidlab.models.backbone import ResNetBackbone, copy_stage
 from reidlab.models.cbam import CBAMSpatial
 from reidlab.models.gsrpa import GSRPA
+from reidlab.models.heads import ClassifierHead, Reduction
 
 # fusion name -> partitions: (ratio, part name prefix, groups of adjacent parts, each pooled as one unit)
 FUSIONS: dict[str, list[tuple[tuple[float, ...], str, tuple[tuple[int, ...], ...]]]] = {
@@ -84,23 +85,18 @@ def attention_module(kind: str | None, channels: int, spatial_size: tuple[int, i
     raise ValueError(f"attention must be one of {ATTENTIONS}, got {kind!r}")
 
 
-def _init_classifier(linear: nn.Linear) -> None:
-    nn.init.normal_(linear.weight, std=0.001)
-
-
 class GlobalHead(nn.Module):
-    """Global feature head: BN -> dropout -> classifier. Returns ``(bn_feature, logits)``."""
+    """Global feature head: BN -> dropout (0.5, MBGN Sec. 4.2) -> bias-free classifier.
+    Returns ``(bn_feature, logits)``. Unlike BoT's BNNeck the BN keeps its learnable shift."""
 
     def __init__(self, in_dim: int, num_classes: int, dropout: float = 0.5):
         super().__init__()
         self.bn = nn.BatchNorm1d(in_dim)
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(in_dim, num_classes, bias=False)
-        _init_classifier(self.classifier)
+        self.classifier = ClassifierHead(in_dim, num_classes, dropout, bias=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feature = self.bn(x)  # (B, D)
-        return feature, self.classifier(self.dropout(feature))  # (B, D), (B, num_classes)
+        return feature, self.classifier(feature)  # (B, D), (B, num_classes)
 
 
 class PartHead(nn.Module):
@@ -108,15 +104,12 @@ class PartHead(nn.Module):
 
     def __init__(self, in_dim: int, num_classes: int, out_dim: int = 256, dropout: float = 0.5):
         super().__init__()
-        self.reduce = nn.Sequential(nn.Linear(in_dim, out_dim, bias=False), nn.BatchNorm1d(out_dim), nn.ReLU(inplace=True))
-        nn.init.kaiming_normal_(self.reduce[0].weight, mode="fan_in")
-        self.dropout = nn.Dropout(dropout)
-        self.classifier = nn.Linear(out_dim, num_classes, bias=False)
-        _init_classifier(self.classifier)
+        self.reduce = Reduction(in_dim, out_dim, kind="linear")
+        self.classifier = ClassifierHead(out_dim, num_classes, dropout, bias=False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feature = self.reduce(x)  # (B, out_dim)
-        return feature, self.classifier(self.dropout(feature))  # (B, out_dim), (B, num_classes)
+        return feature, self.classifier(feature)  # (B, out_dim), (B, num_classes)
 
 
 class StructureFeature(nn.Module):
