@@ -6,16 +6,6 @@ from reidlab.models.cbam import CBAMSpatial
 from reidlab.models.gsrpa import GSRPA
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Several test processes share two cores; one intra-op thread per process avoids
-    # OpenMP spin-waiting under oversubscription (4-5x slower with 2 threads there).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.mark.parametrize("size", [(6, 4), (5, 3)])
 def test_relation_is_product_of_conv_blocks(size):
     torch.manual_seed(0)

@@ -6,16 +6,6 @@ import torch.nn.functional as F
 from reidlab.models.involution import Involution, InvolutionBlock
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Several test processes share two cores; one intra-op thread per process avoids
-    # OpenMP spin-waiting under oversubscription (4-5x slower with 2 threads there).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def reference_involution(layer: Involution, x: torch.Tensor) -> torch.Tensor:
     """Li et al. Eq. 4 written out pixel by pixel, channel by channel."""
     B, C, H, W = x.shape

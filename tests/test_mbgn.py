@@ -9,16 +9,6 @@ from reidlab.models.mbgn import FUSIONS, MBGN, ResNetGSRPA, stage_sizes
 SMALL = (128, 64)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Several test processes share two cores; one intra-op thread per process avoids
-    # OpenMP spin-waiting under oversubscription (4-5x slower with 2 threads there).
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def _all_outputs_loss(out):
     return sum(l.logsumexp(1).sum() for l in out["logits"]) + sum(t.square().mean() for t in out["triplet"])
 
