@@ -100,3 +100,21 @@ def test_copy_stage_is_independent_and_restrided(no_download):
     assert copy[0].conv1.stride == (2, 2) and net.layer4[0].conv1.stride == (1, 1)
     assert copy[0].conv1.weight.data_ptr() != net.layer4[0].conv1.weight.data_ptr()
     assert torch.equal(copy[0].conv1.weight, net.layer4[0].conv1.weight)
+
+
+def test_eval_mode_restores_the_previous_mode_even_on_error():
+    from reidlab.models import eval_mode
+
+    net = torch.nn.Sequential(torch.nn.BatchNorm1d(2), torch.nn.Dropout(0.5))
+    net.train()
+    with eval_mode(net):
+        assert not net.training and not net[0].training
+    assert net.training and net[1].training
+    with pytest.raises(RuntimeError):
+        with eval_mode(net):
+            raise RuntimeError("inside explain")
+    assert net.training
+    net.eval()
+    with eval_mode(net):
+        pass
+    assert not net.training

@@ -20,7 +20,8 @@ output feeds which loss and with what weight: the paper's total loss, in one pla
 """
 from __future__ import annotations
 
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import torch.nn as nn
 
@@ -37,6 +38,17 @@ def register_model(name: str):
         return builder
 
     return decorator
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[nn.Module]:
+    """Run a block in eval mode and restore the module's previous mode after (``explain()``)."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 def _load_builtin_models() -> None:

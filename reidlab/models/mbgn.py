@@ -36,7 +36,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from reidlab.losses import LossTerm
-from reidlab.models import register_model
+from reidlab.models import eval_mode, register_model
 from reidlab.models.aabs import AABS, BODY_RATIO, AABSResult, plane_bounds, pool_regions
 from reidlab.models.backbone import ResNetBackbone, copy_stage
 from reidlab.models.cbam import CBAMSpatial
@@ -331,13 +331,9 @@ class MBGN(nn.Module):
     @torch.no_grad()
     def explain(self, images: torch.Tensor) -> MBGNExplanation:
         """Run the model in eval mode (restoring the mode after) and return an :class:`MBGNExplanation`."""
-        was_training = self.training
-        self.eval()
-        try:
-            explanation = MBGNExplanation()
+        explanation = MBGNExplanation()
+        with eval_mode(self):
             self._forward(images, explanation)
-        finally:
-            self.train(was_training)
         return explanation
 
 
@@ -407,13 +403,9 @@ class ResNetGSRPA(nn.Module):
     @torch.no_grad()
     def explain(self, images: torch.Tensor) -> dict:
         """Eval-mode forward returning ``{stage name: GSRPADetails/CBAMDetails}`` (mode restored after)."""
-        was_training = self.training
-        self.eval()
         details: dict = {}
-        try:
+        with eval_mode(self):
             self._forward(images, details)
-        finally:
-            self.train(was_training)
         return details
 
 

@@ -25,7 +25,7 @@ import torch.nn as nn
 
 from reidlab.data.records import AttributeSpec
 from reidlab.losses import LossTerm
-from reidlab.models import register_model
+from reidlab.models import eval_mode, register_model
 from reidlab.models.arm import AttributeRelationMining
 from reidlab.models.backbone import ResNetBackbone, copy_stage
 from reidlab.models.fem import FeatureEnhancement
@@ -198,13 +198,9 @@ class MSRA(nn.Module):
     @torch.no_grad()
     def explain(self, images: torch.Tensor, keypoints: torch.Tensor | None = None) -> MSRAExplanation:
         """Run in eval mode and return the intermediate maps (see :class:`MSRAExplanation`)."""
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             _, fused_out, arm, pose, gate = self._branches(images, keypoints)
             neck_feature, _ = self.neck(fused_out)
-        finally:
-            self.train(was_training)
         out = MSRAExplanation(gate=gate, features=neck_feature)
         if arm is not None:
             probabilities = [logit.softmax(dim=-1) for logit in arm.attribute_logits]
