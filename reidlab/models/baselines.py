@@ -37,7 +37,17 @@ def id_triplet_terms(
     return tuple(terms)
 
 
-class BNNeckBaseline(nn.Module):
+class _SplitForward(nn.Module):
+    """What the baselines share: ``forward = forward_head(forward_features(images))`` (timm's
+    split) and no batch fields besides the images (``requires``)."""
+
+    requires: frozenset = frozenset()
+
+    def forward(self, images: torch.Tensor, keypoints: torch.Tensor | None = None) -> dict:
+        return self.forward_head(self.forward_features(images))
+
+
+class BNNeckBaseline(_SplitForward):
     """Global ResNet + BNNeck (BoT, Luo et al. 2019): the strong baseline.
 
     backbone (last stride 1) -> global average pooling -> f_t (triplet)
@@ -68,7 +78,6 @@ class BNNeckBaseline(nn.Module):
         self.feature_dim = self.backbone.out_channels
         self.num_classes = num_classes
         self.loss_terms = id_triplet_terms(id_weight, triplet_weight, margin, label_smoothing)
-        self.requires = set()
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(images)  # (B, C, h, w)
@@ -81,11 +90,8 @@ class BNNeckBaseline(nn.Module):
             return {"features": features}
         return {"features": features, "logits": [logits], "triplet": [global_feature]}
 
-    def forward(self, images: torch.Tensor, keypoints: torch.Tensor | None = None) -> dict:
-        return self.forward_head(self.forward_features(images))
 
-
-class PCBBaseline(nn.Module):
+class PCBBaseline(_SplitForward):
     """PCB (Sun et al., ECCV 2018) with average segmentation: MBGN's ablation "Baseline" (Sec. 4.4).
 
     backbone (last stride 1) -> 6 horizontal stripes (average pooling) -> per
@@ -125,7 +131,6 @@ class PCBBaseline(nn.Module):
         self.feature_dim = num_stripes * (reduction_dim if test_feature == "reduced" else channels)
         self.num_classes = num_classes
         self.loss_terms = id_triplet_terms(id_weight, triplet_weight, margin, label_smoothing)
-        self.requires = set()
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         return self.backbone(images)  # (B, C, h, w)
@@ -145,9 +150,6 @@ class PCBBaseline(nn.Module):
         logits = [classify(r) for classify, r in zip(self.classifiers, reduced)]  # S x (B, num_classes)
         global_feature = pool2d(feature_map, "avg").flatten(1)  # (B, C)
         return {"features": features, "logits": logits, "triplet": [global_feature]}
-
-    def forward(self, images: torch.Tensor, keypoints: torch.Tensor | None = None) -> dict:
-        return self.forward_head(self.forward_features(images))
 
 
 class MGNBranch(nn.Module):
@@ -178,7 +180,7 @@ class MGNBranch(nn.Module):
         return reduced, logits
 
 
-class MGN(nn.Module):
+class MGN(_SplitForward):
     """MGN (Wang et al., "Learning Discriminative Features with Multiple Granularities", ACM MM 2018).
 
     Shared backbone up to layer3, then three branches each with its own copy of
@@ -220,7 +222,6 @@ class MGN(nn.Module):
         self.feature_dim = reduction_dim * sum(1 + p for p in part_counts)
         self.num_classes = num_classes
         self.loss_terms = id_triplet_terms(id_weight, triplet_weight, margin, label_smoothing)
-        self.requires = set()
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         x = self.backbone.stem(images)  # (B, 64, H/4, W/4)
@@ -239,9 +240,6 @@ class MGN(nn.Module):
         if not self.training:
             return {"features": features}
         return {"features": features, "logits": all_logits, "triplet": global_features}
-
-    def forward(self, images: torch.Tensor, keypoints: torch.Tensor | None = None) -> dict:
-        return self.forward_head(self.forward_features(images))
 
 
 @register_model("bnneck")
