@@ -14,12 +14,15 @@ Choices, since the files are easy to misread:
 """
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 import numpy as np
 
 from .records import AttributeSpec
+
+log = logging.getLogger(__name__)
 
 _MARKET_NAMES = (
     "age", "backpack", "bag", "handbag",
@@ -70,10 +73,33 @@ def _id_strings(value, path: Path) -> list[str]:
     raise ValueError(f"attribute file {path}: cannot read '{ID_FIELD}' of dtype {array.dtype}")
 
 
-def _struct_fields(struct) -> dict:
-    """A loadmat struct (1x1 record array) as {field name: value}."""
-    record = struct[0, 0] if isinstance(struct, np.ndarray) and struct.dtype.names is not None else struct
+EXPECTED_LAYOUT = (
+    "expected one struct variable (e.g. 'market_attribute') with parts 'train' and 'test', each a struct "
+    f"with one (1, N) numeric field per attribute and '{ID_FIELD}' (the N id strings), as in Lin et al.'s files"
+)
+
+
+def _describe(value) -> str:
+    array = np.asarray(value)
+    return f"a {'x'.join(map(str, array.shape)) or 'scalar'} {array.dtype} array"
+
+
+def _struct_fields(struct, path: Path, where: str) -> dict:
+    """A loadmat struct (1x1 record array) as {field name: value}; ``where`` names it in errors."""
+    if not (isinstance(struct, np.ndarray) and struct.dtype.names is not None and struct.size == 1):
+        raise ValueError(f"attribute file {path}: {where} is not a 1x1 MATLAB struct (found {_describe(struct)}); "
+                         f"{EXPECTED_LAYOUT}")
+    record = struct.ravel()[0]
     return {name: record[name] for name in record.dtype.names}
+
+
+def _attribute_row(value, path: Path, part: str, name: str) -> np.ndarray:
+    """One attribute field as a flat int64 array, or an error naming the field."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "iuf" or array.ndim > 2 or (array.ndim == 2 and min(array.shape) > 1):
+        raise ValueError(f"attribute file {path}: field '{part}.{name}' must be a (1, N) numeric row, "
+                         f"found {_describe(value)}")
+    return array.astype(np.int64).ravel()
 
 
 def read_attribute_file(path: str | os.PathLike):
@@ -95,13 +121,13 @@ def read_attribute_file(path: str | os.PathLike):
         raise ValueError(f"cannot read attribute file {path} as a MATLAB v5 .mat: {error}") from error
     top_keys = [k for k in mat if not k.startswith("__")]
     if len(top_keys) != 1:
-        raise ValueError(f"attribute file {path}: expected one struct variable, found {top_keys}")
-    top = _struct_fields(mat[top_keys[0]])
+        raise ValueError(f"attribute file {path}: found variables {top_keys}; {EXPECTED_LAYOUT}")
+    top = _struct_fields(mat[top_keys[0]], path, f"variable '{top_keys[0]}'")
     missing_parts = [p for p in PARTS if p not in top]
     if missing_parts:
         raise ValueError(f"attribute file {path}: struct '{top_keys[0]}' lacks part(s) {missing_parts}")
 
-    raw = {part: _struct_fields(top[part]) for part in PARTS}
+    raw = {part: _struct_fields(top[part], path, f"'{top_keys[0]}.{part}'") for part in PARTS}
     for part in PARTS:
         if ID_FIELD not in raw[part]:
             raise ValueError(f"attribute file {path}: part '{part}' has no '{ID_FIELD}' field")
@@ -114,7 +140,14 @@ def read_attribute_file(path: str | os.PathLike):
                 f"({sorted(names ^ set(train_names))})"
             )
 
-    values = {part: {n: np.asarray(raw[part][n]).astype(np.int64).ravel() for n in train_names} for part in PARTS}
+    values = {part: {n: _attribute_row(raw[part][n], path, part, n) for n in train_names} for part in PARTS}
+    for part in PARTS:
+        lengths = {n: len(v) for n, v in values[part].items()}
+        if len(set(lengths.values())) > 1:
+            shortest = min(lengths, key=lengths.get)
+            longest = max(lengths, key=lengths.get)
+            raise ValueError(f"attribute file {path}: part '{part}' has fields of different lengths "
+                             f"('{shortest}': {lengths[shortest]}, '{longest}': {lengths[longest]})")
     if set(train_names) == set(MARKET_ATTRIBUTES.names):
         spec = MARKET_ATTRIBUTES
     elif set(train_names) == set(DUKE_ATTRIBUTES.names):
@@ -174,3 +207,22 @@ def write_attribute_file(path: str | os.PathLike, spec: AttributeSpec, parts: di
         content[part] = fields
     scipy.io.savemat(str(path), {struct_name: content})
     return Path(path)
+
+
+def report_attribute_coverage(subsets: dict, attribute_path, skip_pids=(0,)) -> dict[str, tuple[int, int]]:
+    """``{subset: (images with attributes, images)}``; logs a warning naming the counts
+    when some subset is only partly covered (e.g. "attributes cover 24/48 query images").
+
+    ``subsets`` maps a name (train/query/gallery) to its records; records whose pid is
+    in ``skip_pids`` (gallery distractors, which have no identity) are not counted.
+    """
+    coverage = {}
+    for name, records in subsets.items():
+        counted = [r for r in records if r.pid not in skip_pids]
+        coverage[name] = (sum(r.attributes is not None for r in counted), len(counted))
+    partial = {name: counts for name, counts in coverage.items() if counts[0] < counts[1]}
+    if partial:
+        listing = ", ".join(f"{covered}/{total} {name} images" for name, (covered, total) in partial.items())
+        log.warning("attribute file %s covers only %s; the other images carry no attributes (-1, ignored by the "
+                    "attribute losses)", attribute_path, listing)
+    return coverage
