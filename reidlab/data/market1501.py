@@ -16,19 +16,30 @@ files that are not images (Market ships ``Thumbs.db``) are ignored.
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
 
 import numpy as np
 
-from .attributes import read_attribute_file
+from .attributes import read_attribute_file, report_attribute_coverage
 from .images import is_image_file
-from .keypoints import MARKET_FRAME, openpose18_to_coco17, read_pose_csv
+from .keypoints import (
+    MARKET_FRAME,
+    align_body_points,
+    body14_to_coco17,
+    count_dropped_points,
+    openpose18_to_coco17,
+    read_body_point_mat,
+    read_pose_csv,
+)
 from .records import ImageRecord, ReIDSplit, relabel
 
 SPLIT_FOLDERS = {"train": "bounding_box_train", "query": "query", "gallery": "bounding_box_test"}
 JUNK_PID, DISTRACTOR_PID = -1, 0
+BODY_POINT_MODES = ("missing", "all", "none")
+logger = logging.getLogger(__name__)
 _MARKET_NAME = re.compile(r"^(-?\d+)_c(\d+)(?:s\d+)?_")
 
 
@@ -128,17 +139,49 @@ def attach_attributes(train, query, gallery, attribute_path: Path, dataset_root:
     def with_attributes(records, table):
         return [ImageRecord(r.path, r.pid, r.camid, table.get(r.pid), r.keypoints, r.extra) for r in records]
 
-    return spec, with_attributes(train, parts["train"]), with_attributes(query, parts["test"]), with_attributes(gallery, parts["test"])
+    train, query, gallery = with_attributes(train, parts["train"]), with_attributes(query, parts["test"]), with_attributes(gallery, parts["test"])
+    report_attribute_coverage({"train": train, "query": query, "gallery": gallery}, attribute_path, (DISTRACTOR_PID,))
+    return spec, train, query, gallery
 
 
-def attach_keypoints(records, poses: dict, image_size=None, annotation_size=MARKET_FRAME):
-    """Keypoints joined by file basename; images without an entry keep ``None``."""
-    out = []
+def attach_keypoints(records, poses: dict, image_size=None, annotation_size=MARKET_FRAME, source: str = "keypoint file"):
+    """Keypoints joined by file basename; images without an entry keep ``None``.
+
+    NaN points and points outside the annotation frame become missing; their number is
+    logged as a warning (naming ``source``)."""
+    out, dropped, images = [], 0, 0
     for r in records:
         yx18 = poses.get(os.path.basename(r.path))
-        keypoints = None if yx18 is None else openpose18_to_coco17(yx18, image_size, annotation_size)
+        keypoints = None
+        if yx18 is not None:
+            keypoints = openpose18_to_coco17(yx18, image_size, annotation_size)
+            count = count_dropped_points(yx18, annotation_size)
+            dropped, images = dropped + count, images + (count > 0)
+        out.append(ImageRecord(r.path, r.pid, r.camid, r.attributes, keypoints, r.extra))
+    if dropped:
+        logger.warning(
+            "%s: %d keypoint(s) in %d image(s) were NaN or outside the %dx%d annotation frame and are now missing",
+            source, dropped, images, *annotation_size,
+        )
+    return out
+
+
+def attach_body_points(records, points: dict, mode: str = "missing", image_size=None, annotation_size=MARKET_FRAME):
+    """Fill keypoints from the 14-point file (``{name: (14, 2)}``, see :func:`align_body_points`):
+    ``mode="missing"`` only where a record has none (e.g. Market queries, which the
+    Pose-Transfer CSVs do not cover), ``"all"`` everywhere (one keypoint source for every image)."""
+    out = []
+    for r in records:
+        xy14 = points.get(os.path.basename(r.path))
+        keypoints = r.keypoints
+        if xy14 is not None and (mode == "all" or keypoints is None):
+            keypoints = body14_to_coco17(xy14, image_size, annotation_size)
         out.append(ImageRecord(r.path, r.pid, r.camid, r.attributes, keypoints, r.extra))
     return out
+
+
+def _folder_image_names(folder: Path) -> list[str]:
+    return sorted(name for name in os.listdir(folder) if is_image_file(name))
 
 
 def load_market_layout(
@@ -150,8 +193,17 @@ def load_market_layout(
     auto_keypoint_prefix: str | None = "market",
     keypoint_image_size: tuple[int, int] | None = None,
     keypoint_annotation_size: tuple[int, int] = MARKET_FRAME,
+    body_points: str = "missing",
+    auto_body_point_prefix: str | None = None,
 ) -> ReIDSplit:
-    """Any dataset in the Market layout, with optional attribute and keypoint files."""
+    """Any dataset in the Market layout, with optional attribute and keypoint files.
+
+    ``body_points``: how the 14-point files ``{auto_body_point_prefix}_14point_{train,query,gallery}.mat``
+    in the dataset folder are used when present: ``"missing"`` fills images without a CSV
+    row, ``"all"`` replaces the CSV keypoints everywhere, ``"none"`` ignores the files.
+    """
+    if body_points not in BODY_POINT_MODES:
+        raise ValueError(f"{name}: body_points must be one of {BODY_POINT_MODES}, got {body_points!r}")
     given_root = Path(root)
     layout_root = find_layout_root(given_root, name)
     train = scan_market_folder(layout_root / SPLIT_FOLDERS["train"], "train")
@@ -182,10 +234,22 @@ def load_market_layout(
                 f"keypoint file(s) {[str(p) for p in keypoint_paths]} do not match the images in "
                 f"{layout_root}: no file name in them is an image of the dataset"
             )
+        source = ", ".join(str(p) for p in keypoint_paths)
         train, query, gallery = (
-            attach_keypoints(records, poses, keypoint_image_size, keypoint_annotation_size)
+            attach_keypoints(records, poses, keypoint_image_size, keypoint_annotation_size, source)
             for records in (train, query, gallery)
         )
+
+    if auto_body_point_prefix and body_points != "none":
+        subsets = {"train": train, "query": query, "gallery": gallery}
+        for subset, records in subsets.items():
+            found = _resolve_files("auto", search_roots, [f"{auto_body_point_prefix}_14point_{subset}.mat"])
+            if not found:
+                continue
+            folder = layout_root / SPLIT_FOLDERS[subset]
+            points = align_body_points(read_body_point_mat(found[0]), _folder_image_names(folder), found[0])
+            subsets[subset] = attach_body_points(records, points, body_points, keypoint_image_size, keypoint_annotation_size)
+        train, query, gallery = subsets["train"], subsets["query"], subsets["gallery"]
     return ReIDSplit(name, relabel(train), query, gallery, spec, str(layout_root))
 
 
@@ -195,6 +259,7 @@ def load_market1501(
     keypoint_files="auto",
     name: str = "market1501",
     keypoint_image_size: tuple[int, int] | None = None,
+    body_points: str = "missing",
 ) -> ReIDSplit:
     """Market-1501 (or any dataset in its layout and naming) as a :class:`ReIDSplit`.
 
@@ -203,9 +268,15 @@ def load_market1501(
     ``None`` disables; a path (or list of CSV paths) uses that file.
     ``keypoint_image_size``: (width, height) of the images on disk when they are not
     the 64 x 128 crops the keypoints were annotated on (coordinates are then scaled).
+    ``body_points``: the 14-point files ``market1501_14point_{train,query,gallery}.mat``
+    (layumi/market1501_body_point), when in ``root``, give keypoints to the images the CSVs
+    do not cover ("missing", the default: every query), to all images ("all"), or to none
+    ("none"). They have the 12 limb joints and no face points; the mapping and its agreement
+    with the CSVs are in data/README.md.
     """
     return load_market_layout(
         root, name, attribute_file, keypoint_files,
         auto_attribute_name="market_attribute.mat", auto_keypoint_prefix="market",
         keypoint_image_size=keypoint_image_size,
+        body_points=body_points, auto_body_point_prefix="market1501",
     )
