@@ -202,19 +202,26 @@ def test_attributes_do_not_give_identity_away():
         assert len(finer) == len(group), "attribute twins must differ in their finer traits"
 
 
-def test_reuse_mismatch_and_overwrite(tmp_path):
+def test_reuse_regenerate_on_new_parameters_and_overwrite(tmp_path):
     root = make_synthetic_dataset(tmp_path / "s", progress=False, **TINY)
     stamp = (root / "meta.json").stat().st_mtime_ns
     assert make_synthetic_dataset(root, progress=False, **TINY) == root
     assert (root / "meta.json").stat().st_mtime_ns == stamp, "same parameters must reuse the dataset"
-    with pytest.raises(FileExistsError, match="overwrite"):
-        make_synthetic_dataset(root, progress=False, **{**TINY, "seed": 5})
+    old_images = {p.name for p in root.rglob("*.jpg")}
+    # Other parameters: the folder is the generator's own, so it is re-created in place (data keyed by parameters).
+    make_synthetic_dataset(root, progress=False, **{**TINY, "seed": 5})
+    meta = json.loads((root / "meta.json").read_text())
+    assert meta["params"]["seed"] == 5
+    assert sorted(meta["files"]) == sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+    assert {p.name for p in root.rglob("*.jpg")} != old_images, "no image of the old dataset may stay behind"
+    stamp = (root / "meta.json").stat().st_mtime_ns
     make_synthetic_dataset(root, progress=False, overwrite=True, **{**TINY, "seed": 5})
-    assert json.loads((root / "meta.json").read_text())["params"]["seed"] == 5
+    assert (root / "meta.json").stat().st_mtime_ns != stamp, "overwrite=True re-creates even with equal parameters"
+    assert [p.name for p in tmp_path.iterdir()] == ["s"], "no temporary sibling folder may remain"
     foreign = tmp_path / "mine"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("precious")
-    with pytest.raises(FileExistsError, match="did not write"):
+    with pytest.raises(ValueError, match="--overwrite"):
         make_synthetic_dataset(foreign, progress=False, **TINY)
     assert (foreign / "thesis.tex").read_text() == "precious"
 

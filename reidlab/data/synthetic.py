@@ -14,7 +14,7 @@ exactly what a real Market-1501 copy with its community annotations contains::
       masks/<subset>/<stem>.png       occluder masks (255 = occluder) for occluded images
       occluders.json                  relative image path -> occluder kind
       identities.csv                  what the generator drew for every identity
-      meta.json                       generator version and parameters
+      meta.json                       the generator's marker: version, parameters, every file written
 
 so that :func:`reidlab.data.market1501.load_market1501` reads it unchanged.
 
@@ -31,6 +31,10 @@ What makes it a re-ID problem rather than a colour-matching one:
 - a fraction of images carry an occluder (a pole, a bike-like shape, another
   partial person); keypoints hidden by it are written as missing (-1).
 
+The generator never loses a user's data: it writes only into a new or empty folder
+or one holding its own ``meta.json`` marker, deletes only the files that marker
+lists, and renames a finished dataset into place (rules above :data:`MARKER`).
+
 Everything is drawn with vectorised numpy on bounding-box-limited pixel grids;
 the default size (400 identities, ~3,600 images) takes well under 30 s on one core.
 Image ``i`` is drawn from ``numpy.random.default_rng([seed, i])`` alone, so
@@ -42,7 +46,9 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import shutil
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -639,9 +645,6 @@ def plan_dataset(num_ids: int = DEFAULT_NUM_IDS, images_per_id: int = DEFAULT_IM
 
 
 # ----------------------------------------------------------------------------- writing
-_GENERATED = ("bounding_box_train", "bounding_box_test", "query", "masks", "market_attribute.mat",
-              "market-annotation-train.csv", "market-annotation-test.csv", "occluders.json", "identities.csv", "meta.json")
-
 
 def _write_attributes(path: Path, plan: SyntheticPlan) -> None:
     """market_attribute.mat in Lin et al.'s layout: struct with train/test, fields (1, N) uint8 + image_index cell."""
@@ -680,35 +683,229 @@ def _write_identities(path: Path, identities: list[Identity]) -> None:
             writer.writerow({k: (" ".join(map(str, v)) if isinstance(v, tuple) else v) for k, v in row.items()})
 
 
-def _check_existing(root: Path, params: dict, overwrite: bool) -> bool:
-    """True when ``root`` already holds this exact dataset."""
-    meta_path = root / "meta.json"
-    if meta_path.exists() and not overwrite:
+# ----------------------------------------------------------------------------- the marker and safe replacement
+# The generator must never lose a user's data. Its rules:
+# - it writes only into a missing or empty folder, or into a folder holding its own marker
+#   (meta.json with "generator": MARKER, the version, the parameters and the list of files it wrote);
+#   any other folder is an error, with or without overwrite;
+# - a marker folder with the same version and parameters (and all its files present) is reused;
+#   other parameters or an older version re-create it (it is ours): data keyed by its parameters;
+#   a newer version, or overwrite=True with the same parameters, needs overwrite=True;
+# - it deletes only the files listed in the marker: a marker folder that also holds files it did
+#   not write is an error naming them (move them out), even with overwrite;
+# - the dataset is drawn into a hidden temporary sibling folder and renamed into place at the end,
+#   so an interrupted run leaves no half dataset at ``root`` (and its temporary folder is removed
+#   on a Python-level failure, or by the next run when the process was killed).
+MARKER = "reidlab.data.synthetic"
+_PARTIAL_TAG = ".reidlab-synthetic-partial"  # inside a temporary folder: it is ours to remove
+_ANNOTATION_FILES = ("market_attribute.mat", "market-annotation-train.csv", "market-annotation-test.csv",
+                     "occluders.json", "identities.csv", "meta.json")
+
+
+def generated_files(plan: SyntheticPlan) -> list[str]:
+    """Every file (relative POSIX path) that writing ``plan`` creates, ``meta.json`` included."""
+    files = [spec.relpath for spec in plan.images]
+    files += [f"masks/{Path(spec.relpath).with_suffix('.png').as_posix()}" for spec in plan.images if spec.occluder]
+    return sorted([*files, *_ANNOTATION_FILES])
+
+
+def read_marker(root) -> dict | None:
+    """The generator's ``meta.json`` in ``root``, or None when ``root`` holds no valid marker."""
+    path = Path(root) / "meta.json"
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(meta, dict) or meta.get("generator") != MARKER:
+        return None
+    if not isinstance(meta.get("version"), int) or not isinstance(meta.get("params"), dict):
+        return None
+    return meta
+
+
+def _safe_relative(name) -> bool:
+    """A listed file must stay inside the dataset folder (a crafted marker must not point elsewhere)."""
+    if not isinstance(name, str) or not name or "\\" in name:
+        return False
+    path = Path(name)
+    return not path.is_absolute() and ".." not in path.parts and path.as_posix() == name
+
+
+def _marker_files(meta: dict) -> set[str] | None:
+    """The files a marker says the generator wrote; None when it cannot tell."""
+    files = meta.get("files")
+    if files is None and meta.get("version") == 1:
+        # Version-1 markers written before the file list: the plan (deterministic) gives it.
         try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{meta_path} is not valid JSON ({err}); pass overwrite=True to regenerate") from err
-        if meta.get("version") == GENERATOR_VERSION and meta.get("params") == params:
-            return True
-        raise FileExistsError(
-            f"{root} already holds a synthetic dataset with different parameters "
-            f"(version {meta.get('version')}, {meta.get('params')}; asked for version {GENERATOR_VERSION}, {params}). "
-            "Pass overwrite=True (CLI: --overwrite) to replace it, or choose another root."
+            files = generated_files(plan_dataset(**meta["params"]))
+        except (TypeError, ValueError):
+            return None
+    if not isinstance(files, list) or not all(_safe_relative(name) for name in files):
+        return None
+    return set(files)
+
+
+def _foreign_entries(root: Path, ours: set[str]) -> list[str]:
+    """Files (and folders holding none of ours) under ``root`` that the generator did not write."""
+    our_dirs = {parent.as_posix() for name in ours for parent in Path(name).parents if parent != Path(".")}
+    foreign = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        relative = Path(dirpath).relative_to(root)
+        for name in filenames:
+            if (relative / name).as_posix() not in ours:
+                foreign.append((relative / name).as_posix())
+        for name in dirnames:
+            entry = (relative / name).as_posix()
+            if entry not in our_dirs or (Path(dirpath) / name).is_symlink():
+                foreign.append(entry + "/")
+        dirnames[:] = [d for d in dirnames if (relative / d).as_posix() in our_dirs]
+    return sorted(foreign)
+
+
+def _not_ours_error(root: Path) -> ValueError:
+    return ValueError(
+        f"{root} is not empty and holds no synthetic-dataset marker ({root / 'meta.json'} from {MARKER}): "
+        "the generator writes only into a new or empty folder or one it made, and never deletes files it did "
+        "not write (--overwrite does not change that). Choose another --root; if the folder holds your own "
+        "images, load them with their dataset name (e.g. --dataset market1501)."
+    )
+
+
+def _inspect_root(root: Path, params: dict, overwrite: bool) -> tuple[str, set[str]]:
+    """What to do at ``root``: ("reuse" | "create" | "replace", files of the dataset there)."""
+    if not root.exists():
+        return "create", set()
+    if not root.is_dir():
+        raise ValueError(f"{root} is a file, not a folder: choose another root for the synthetic dataset")
+    if not any(root.iterdir()):
+        return "create", set()
+    meta = read_marker(root)
+    if meta is None:
+        raise _not_ours_error(root)
+    ours = _marker_files(meta)
+    if ours is None:
+        raise ValueError(
+            f"{root / 'meta.json'} (generator version {meta.get('version')}) does not list the files it wrote, "
+            f"so they cannot be replaced safely: delete {root} yourself or choose another root"
         )
-    if root.exists():
-        foreign = [p.name for p in root.iterdir() if p.name not in _GENERATED]
-        if foreign:
-            raise FileExistsError(
-                f"{root} exists and contains files the generator did not write ({', '.join(sorted(foreign)[:5])}); "
-                "refusing to write a synthetic dataset there"
-            )
-        for name in _GENERATED:  # a stale or interrupted dataset: remove only what we write
-            target = root / name
-            if target.is_dir():
-                shutil.rmtree(target)
-            elif target.exists():
-                target.unlink()
-    return False
+    version = meta["version"]
+    if version > GENERATOR_VERSION and not overwrite:
+        raise ValueError(
+            f"{root} holds a synthetic dataset of a newer generator (version {version} > {GENERATOR_VERSION}); "
+            "pass overwrite=True (CLI: --overwrite) to re-create it with this version, or choose another root"
+        )
+    complete = all((root / name).is_file() for name in ours)
+    if version == GENERATOR_VERSION and meta["params"] == params and complete and not overwrite:
+        return "reuse", ours
+    foreign = _foreign_entries(root, ours)
+    if foreign:
+        shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+        raise ValueError(
+            f"{root} holds a synthetic dataset to re-create but also {len(foreign)} file(s) the generator did not "
+            f"write ({shown}); move them out of {root} and retry (the generator never deletes files it did not write)"
+        )
+    return "replace", ours
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def _remove_stale_temporaries(root: Path) -> None:
+    """Temporary folders of killed runs for this ``root`` (tagged as ours, their process gone)."""
+    if os.name != "posix" or not root.parent.is_dir():
+        return  # the process-alive test below is POSIX-only
+    prefix = f".{root.name}."
+    for folder in [child for child in root.parent.iterdir() if child.name.startswith(prefix)]:
+        kind, _, rest = folder.name[len(prefix):].partition("-")
+        pid = rest.partition("-")[0]
+        if kind not in ("partial", "old") or not pid.isdigit() or not (folder / _PARTIAL_TAG).is_file():
+            continue
+        if not _pid_alive(int(pid)):
+            log.info("removing %s, left by an interrupted synthetic-dataset run", folder)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _sibling(root: Path, kind: str) -> Path:
+    return root.parent / f".{root.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def _remove_listed(folder: Path, files: set[str]) -> list[str]:
+    """Delete the listed files under ``folder``, then its folders that became empty; returns what is left."""
+    for name in files:
+        (folder / name).unlink(missing_ok=True)
+    (folder / _PARTIAL_TAG).unlink(missing_ok=True)
+    for dirpath, _, _ in sorted(os.walk(folder), key=lambda entry: -len(entry[0])):
+        try:
+            Path(dirpath).rmdir()  # only succeeds on an empty folder
+        except OSError:
+            pass
+    return [] if not folder.exists() else _foreign_entries(folder, set())
+
+
+def _install(staged: Path, root: Path, action: str, old_files: set[str]) -> None:
+    """Move the finished dataset ``staged`` to ``root`` (renames: never a half dataset at ``root``)."""
+    if action == "create":
+        if root.is_dir():
+            root.rmdir()  # empty (checked); fails if something appeared meanwhile
+        os.rename(staged, root)
+        return
+    old = _sibling(root, "old")
+    os.rename(root, old)
+    (old / _PARTIAL_TAG).touch()  # a kill from here on: the next run removes ``old``
+    try:
+        os.rename(staged, root)
+    except OSError:
+        os.rename(old, root)
+        (root / _PARTIAL_TAG).unlink(missing_ok=True)
+        raise
+    left = _remove_listed(old, old_files)
+    if left:
+        log.warning("kept %s: it holds files the generator did not write (%s)", old, ", ".join(left[:5]))
+
+
+def _write_dataset(out: Path, plan: SyntheticPlan, progress: bool, label: Path) -> None:
+    """Draw and write every file of ``plan`` into the folder ``out`` (meta.json last)."""
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    from reidlab.data.keypoints import coco17_to_openpose18, write_pose_csv
+
+    params = plan.params
+    for sub in ("bounding_box_train", "bounding_box_test", "query"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    poses_train, poses_test, occluders = {}, {}, {}
+    for spec in tqdm(plan.images, desc=f"synthetic dataset -> {label}", disable=not progress, unit="img"):
+        rendered = render_image(spec, plan.cameras, plan.identities, params["seed"], params["height"], params["width"])
+        Image.fromarray(rendered.image).save(out / spec.relpath, quality=92)
+        if spec.occluder is not None:
+            mask_path = out / "masks" / Path(spec.relpath).with_suffix(".png")
+            mask_path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rendered.occluder_mask.astype(np.uint8) * 255).save(mask_path)
+            occluders[spec.relpath] = spec.occluder
+        pose18 = coco17_to_openpose18(rendered.keypoints)  # (18, 2) y, x
+        pose18[1] = np.where(pose18[1] >= 0, np.floor(pose18[1]), -1)  # integer neck, as in the real files
+        (poses_train if spec.relpath.startswith("bounding_box_train") else poses_test)[Path(spec.relpath).name] = pose18
+    write_pose_csv(out / "market-annotation-train.csv", poses_train)
+    write_pose_csv(out / "market-annotation-test.csv", poses_test)
+    _write_attributes(out / "market_attribute.mat", plan)
+    _write_identities(out / "identities.csv", plan.identities)
+    (out / "occluders.json").write_text(json.dumps(occluders, indent=0, sort_keys=True))
+    counts = {sub: sum(s.relpath.startswith(sub + "/") for s in plan.images) for sub in ("bounding_box_train", "bounding_box_test", "query")}
+    meta = {
+        "generator": MARKER, "version": GENERATOR_VERSION, "params": params, "counts": counts,
+        "train_ids": len(plan.train_pids), "test_ids": len(plan.test_pids), "occluded_images": len(occluders),
+        "files": generated_files(plan),
+    }
+    (out / "meta.json").write_text(json.dumps(meta, indent=1))  # written last: marks a complete dataset
 
 
 def make_synthetic_dataset(root="data/synthetic", num_ids: int = DEFAULT_NUM_IDS, images_per_id: int = DEFAULT_IMAGES_PER_ID,
@@ -716,47 +913,42 @@ def make_synthetic_dataset(root="data/synthetic", num_ids: int = DEFAULT_NUM_IDS
                            seed: int = 0, overwrite: bool = False, progress: bool = True) -> Path:
     """Generate the synthetic dataset at ``root`` (Market-1501 layout); returns ``root``.
 
-    An existing dataset with the same generator version and parameters is reused;
-    one with different parameters raises :class:`FileExistsError` unless ``overwrite``.
-    ``num_ids`` counts all identities, about half go to training.
+    ``num_ids`` counts all identities, about half go to training. Safety rules (see
+    the comment above :data:`MARKER`): writes only into a missing or empty folder or
+    one holding this generator's ``meta.json``; reuses it when version and parameters
+    match, re-creates it in place when they differ (``overwrite=True`` forces that,
+    and allows replacing a newer version's dataset); deletes only files it listed;
+    any other folder is a ``ValueError`` naming it. The new dataset appears at
+    ``root`` in one rename, never half-written.
     """
-    from PIL import Image
-    from tqdm.auto import tqdm
-
-    from reidlab.data.keypoints import coco17_to_openpose18, write_pose_csv
-
     root = Path(root)
     params = _params(num_ids, images_per_id, num_cameras, height, width, occluder_fraction, seed)
-    if _check_existing(root, params, overwrite):
+    action, old_files = _inspect_root(root, params, overwrite)
+    if action == "reuse":
         log.info("reusing the synthetic dataset at %s", root)
         return root
-    plan = plan_dataset(**params)
-    for sub in ("bounding_box_train", "bounding_box_test", "query"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    poses_train, poses_test, occluders = {}, {}, {}
-    for spec in tqdm(plan.images, desc=f"synthetic dataset -> {root}", disable=not progress, unit="img"):
-        rendered = render_image(spec, plan.cameras, plan.identities, seed, height, width)
-        Image.fromarray(rendered.image).save(root / spec.relpath, quality=92)
-        if spec.occluder is not None:
-            mask_path = root / "masks" / Path(spec.relpath).with_suffix(".png")
-            mask_path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(rendered.occluder_mask.astype(np.uint8) * 255).save(mask_path)
-            occluders[spec.relpath] = spec.occluder
-        pose18 = coco17_to_openpose18(rendered.keypoints)  # (18, 2) y, x
-        pose18[1] = np.where(pose18[1] >= 0, np.floor(pose18[1]), -1)  # integer neck, as in the real files
-        (poses_train if spec.relpath.startswith("bounding_box_train") else poses_test)[Path(spec.relpath).name] = pose18
-    write_pose_csv(root / "market-annotation-train.csv", poses_train)
-    write_pose_csv(root / "market-annotation-test.csv", poses_test)
-    _write_attributes(root / "market_attribute.mat", plan)
-    _write_identities(root / "identities.csv", plan.identities)
-    (root / "occluders.json").write_text(json.dumps(occluders, indent=0, sort_keys=True))
-    counts = {sub: sum(s.relpath.startswith(sub + "/") for s in plan.images) for sub in ("bounding_box_train", "bounding_box_test", "query")}
-    meta = {
-        "generator": "reidlab.data.synthetic", "version": GENERATOR_VERSION, "params": params, "counts": counts,
-        "train_ids": len(plan.train_pids), "test_ids": len(plan.test_pids), "occluded_images": len(occluders),
-    }
-    (root / "meta.json").write_text(json.dumps(meta, indent=2))  # written last: marks a complete dataset
-    return root
+    plan = plan_dataset(**params)  # validates the parameters before anything is written
+    root.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(root)
+    staged = _sibling(root, "partial")
+    staged.mkdir()
+    try:
+        (staged / _PARTIAL_TAG).touch()
+        _write_dataset(staged, plan, progress, root)
+        (staged / _PARTIAL_TAG).unlink()
+        for _ in range(3):  # another process may be installing the same root at the same time
+            try:
+                _install(staged, root, action, old_files)
+                return root
+            except OSError:
+                action, old_files = _inspect_root(root, params, overwrite=False)
+                if action == "reuse":  # it finished first, with our parameters
+                    shutil.rmtree(staged)
+                    return root
+        raise OSError(f"could not move the synthetic dataset from {staged} to {root}: it kept changing")
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)  # a folder only this call created
+        raise
 
 
 def read_identities(root) -> "pandas.DataFrame":  # noqa: F821
@@ -770,7 +962,14 @@ def read_identities(root) -> "pandas.DataFrame":  # noqa: F821
 
 
 def load_synthetic(root="data/synthetic", generate_if_missing: bool = True, **generator_kwargs):
-    """The synthetic dataset as a :class:`~reidlab.data.records.ReIDSplit` (generated first when missing).
+    """The synthetic dataset as a :class:`~reidlab.data.records.ReIDSplit`.
+
+    With ``generate_if_missing`` the dataset is generated first when ``root`` holds
+    none (see :func:`make_synthetic_dataset` for what it will and will not write),
+    re-created when ``generator_kwargs`` differ from its parameters, and re-drawn
+    with its own parameters when an older generator version made it. Without it,
+    nothing is ever written: a folder without the generator's marker is a
+    ``FileNotFoundError`` naming it.
 
     Occluded images carry ``record.extra["mask_path"]`` (absolute path of the mask PNG)
     and ``record.extra["occluder"]`` (its kind).
@@ -779,14 +978,19 @@ def load_synthetic(root="data/synthetic", generate_if_missing: bool = True, **ge
     from reidlab.data.records import ImageRecord
 
     root = Path(root)
-    if not (root / "meta.json").exists() or generator_kwargs:
-        if not generate_if_missing and not (root / "meta.json").exists():
+    meta = read_marker(root)
+    if not generate_if_missing:
+        if meta is None:
             raise FileNotFoundError(
-                f"no synthetic dataset at {root} (meta.json missing); run `reidlab synth --root {root}` "
+                f"no synthetic dataset at {root} (no generator marker meta.json); run `reidlab synth --root {root}` "
                 "or call load_synthetic(generate_if_missing=True)"
             )
-        if generate_if_missing:
-            make_synthetic_dataset(root, **generator_kwargs)
+    elif meta is None or generator_kwargs:
+        make_synthetic_dataset(root, **generator_kwargs)
+    elif meta["version"] < GENERATOR_VERSION:
+        log.info("re-drawing the synthetic dataset at %s with generator version %d", root, GENERATOR_VERSION)
+        known = _params.__code__.co_varnames[:_params.__code__.co_argcount]
+        make_synthetic_dataset(root, **{k: v for k, v in meta["params"].items() if k in known})
     split = load_market1501(root, name="synthetic")
     occluders = json.loads((root / "occluders.json").read_text()) if (root / "occluders.json").exists() else {}
 
