@@ -260,3 +260,38 @@ def test_pk_sampler_errors_and_dataloader():
     loader = DataLoader(torch.arange(len(pids)), batch_sampler=sampler)
     batches = [b.tolist() for b in loader]
     assert batches == list(sampler)
+
+
+def test_out_of_image_and_nan_keypoints_become_missing_and_are_counted(caplog):
+    from reidlab.data.transforms import Normalize
+
+    pipeline = Compose([ToFloat(), Resize(64, 32), Normalize()])
+    kp = _keypoints({NOSE: (10.0, 5000.0), L_SHOULDER: (float("nan"), 20.0), R_SHOULDER: (20.0, 30.0)})
+    with caplog.at_level("WARNING", logger="reidlab.data.transforms"):
+        _, out = pipeline(_dot_image(128, 64, [(0, 0)] * 3), kp)
+    assert out[NOSE].tolist() == [-1.0, -1.0, 0.0] and out[L_SHOULDER].tolist() == [-1.0, -1.0, 0.0]
+    assert out[R_SHOULDER, 2] == 1 and not torch.isnan(out).any()
+    assert pipeline.dropped_keypoints == 2 and "2 keypoint(s)" in caplog.text
+    pipeline(_dot_image(128, 64, [(0, 0)] * 3), kp)
+    assert pipeline.dropped_keypoints == 4  # counted on every call
+
+
+def test_random_erasing_hides_the_keypoints_it_covers():
+    from reidlab.data.transforms import RandomErasing
+
+    torch.manual_seed(0)
+    hidden_any = False
+    for _ in range(20):
+        image = torch.ones(3, 64, 32)
+        kp = torch.as_tensor(_keypoints({i: (float(i), float(3 * i)) for i in range(17)}))  # a diagonal of points
+        erased, out = RandomErasing(p=1.0, scale=(0.1, 0.3))(image, kp.clone())
+        zero = (erased == 0).all(dim=0)  # (H, W) the erased box
+        for i in range(17):
+            x, y = int(kp[i, 0]), int(kp[i, 1])
+            assert (out[i, 2] == 0) == bool(zero[y, x]), (i, x, y)  # hidden exactly where erased
+        hidden_any |= bool((out[:, 2] == 0).any())
+    assert hidden_any
+    image = torch.ones(3, 64, 32)
+    torch.manual_seed(0)
+    _, kept = RandomErasing(p=1.0, scale=(0.3, 0.3), hide_keypoints=False)(image, kp.clone())
+    assert torch.equal(kept, kp)

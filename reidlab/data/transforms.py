@@ -12,6 +12,9 @@ Coordinate convention: pixel ``i`` is centred at coordinate ``i`` (it covers
 horizontal flip maps ``x -> W - 1 - x`` (pixel ``x`` lands in column ``W - 1 - x``)
 and swaps left/right points (:data:`~reidlab.data.records.COCO17_FLIP_PAIRS`),
 and a crop shifts points; points that leave the image become missing ``(-1, -1, 0)``.
+On input, NaN points and points outside the image become missing too, and :class:`Compose`
+counts them (``dropped_keypoints``; a logged warning names the first). Random erasing
+hides the points it covers (an erased joint is no longer visible).
 
 All randomness comes from torch's global RNG (``torch.manual_seed`` makes it
 repeatable; DataLoader workers get their own seeds). Everything is tensor code,
@@ -19,6 +22,7 @@ so the same transforms run on a GPU-resident image cache.
 """
 from __future__ import annotations
 
+import logging
 from typing import Callable, Sequence
 
 import numpy as np
@@ -27,6 +31,7 @@ import torch.nn.functional as F
 
 from .records import COCO17_FLIP_PAIRS, NUM_KEYPOINTS
 
+logger = logging.getLogger(__name__)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -61,12 +66,51 @@ def _mark_missing(kp: torch.Tensor, missing: torch.Tensor) -> torch.Tensor:
     return kp
 
 
+def _image_size(image) -> tuple[int, int] | None:
+    """(height, width) of a PIL image, HxWx3 array or (3, H, W) tensor."""
+    if torch.is_tensor(image):
+        return tuple(image.shape[-2:])
+    if isinstance(image, np.ndarray):
+        return tuple(image.shape[:2])
+    if hasattr(image, "size"):
+        width, height = image.size
+        return height, width
+    return None
+
+
+def drop_invalid_keypoints(keypoints: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, int]:
+    """Visible points that are NaN/inf or outside the ``height x width`` image become missing;
+    returns the keypoints and how many were dropped."""
+    x, y = keypoints[:, 0], keypoints[:, 1]
+    visible = keypoints[:, 2] > 0
+    bad = visible & (~torch.isfinite(x) | ~torch.isfinite(y) | (x < -0.5) | (x >= width - 0.5) | (y < -0.5) | (y >= height - 0.5))
+    bad |= torch.isnan(keypoints[:, 2])
+    return _mark_missing(keypoints, bad), int(bad.sum())
+
+
 class Compose:
+    """Chain of transforms. Input keypoints that are NaN or outside the input image become
+    missing; ``dropped_keypoints`` counts them over all calls, with a logged warning the
+    first time and each time the count grows tenfold."""
+
     def __init__(self, transforms: Sequence[Callable]):
         self.transforms = list(transforms)
+        self.dropped_keypoints = 0
+        self._next_report = 1
 
     def __call__(self, image, keypoints=None):
         keypoints = _as_keypoints(keypoints)
+        size = _image_size(image)
+        if keypoints is not None and size is not None:
+            keypoints, dropped = drop_invalid_keypoints(keypoints, *size)
+            if dropped:
+                self.dropped_keypoints += dropped
+                if self.dropped_keypoints >= self._next_report:
+                    logger.warning(
+                        "%d keypoint(s) so far were NaN or outside their image (e.g. in a %dx%d image) "
+                        "and became missing", self.dropped_keypoints, size[1], size[0],
+                    )
+                    self._next_report = 10 * self.dropped_keypoints
         for transform in self.transforms:
             image, keypoints = transform(image, keypoints)
         return image, keypoints
@@ -174,20 +218,37 @@ class Normalize:
 
 
 class RandomErasing:
-    """Random erasing (Zhong et al., AAAI 2020) on the normalised tensor; keypoints are left as they are
-    (an erased joint is still where it was: the model must cope, as with real occlusion)."""
+    """Random erasing (Zhong et al., AAAI 2020) on the normalised tensor.
 
-    def __init__(self, p: float = 0.5, scale=(0.02, 0.4), ratio=(0.3, 3.3), value: float = 0.0):
+    With ``hide_keypoints`` (default) the points inside the erased box become missing: a pose
+    estimator would not see an erased joint, so the pose branch should not pool features there
+    (``False`` keeps them, as a model of occlusion with known pose)."""
+
+    def __init__(self, p: float = 0.5, scale=(0.02, 0.4), ratio=(0.3, 3.3), value: float = 0.0,
+                 hide_keypoints: bool = True):
         from torchvision.transforms import RandomErasing as _TorchvisionErasing
 
         self.p = float(p)
-        self._erase = _TorchvisionErasing(p=self.p, scale=scale, ratio=ratio, value=value)
+        self.scale, self.ratio, self.value = tuple(scale), tuple(ratio), value
+        self.hide_keypoints = bool(hide_keypoints)
+        self._get_params = _TorchvisionErasing.get_params
 
     def __call__(self, image, keypoints=None):
-        return (self._erase(image) if self.p > 0 else image), keypoints
+        if self.p <= 0 or float(torch.rand(())) >= self.p:
+            return image, keypoints
+        top, left, h, w, fill = self._get_params(image, scale=self.scale, ratio=self.ratio, value=[self.value])
+        if fill.shape == image.shape:  # torchvision found no box in 10 tries: it returns the image unchanged
+            return image, keypoints
+        image = image.clone()
+        image[..., top:top + h, left:left + w] = fill.to(image.device, image.dtype)  # (3, H, W)
+        if keypoints is not None and self.hide_keypoints:
+            x, y = keypoints[:, 0], keypoints[:, 1]
+            inside = (keypoints[:, 2] > 0) & (x >= left - 0.5) & (x < left + w - 0.5) & (y >= top - 0.5) & (y < top + h - 0.5)
+            keypoints = _mark_missing(keypoints, inside)
+        return image, keypoints
 
     def __repr__(self) -> str:
-        return f"RandomErasing(p={self.p})"
+        return f"RandomErasing(p={self.p}, hide_keypoints={self.hide_keypoints})"
 
 
 class ToTensorNormalize(Compose):
