@@ -61,3 +61,62 @@ def test_involution_rejects_bad_channels():
     layer = Involution(32)
     with pytest.raises(ValueError, match="32 channels"):
         layer(torch.randn(1, 16, 4, 4))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape,kernel_size", [((2, 32, 5, 6), 7), ((3, 16, 4, 3), 3), ((1, 32, 1, 1), 7)])
+def test_fast_involution_matches_reference_forward_and_gradients(dtype, shape, kernel_size):
+    from reidlab.models.involution import involution, involution_reference
+
+    torch.manual_seed(0)
+    B, C, H, W = shape
+    x = torch.randn(shape, dtype=dtype, requires_grad=True)
+    kernel = torch.randn(B, C // 16, kernel_size**2, H, W, dtype=dtype, requires_grad=True)
+    grad_out = torch.randn(shape, dtype=dtype)
+
+    def run(fn):
+        out = fn(x, kernel)
+        return (out.detach(), *torch.autograd.grad(out, (x, kernel), grad_out))
+
+    for fast, reference in zip(run(involution), run(involution_reference)):
+        assert fast.dtype == dtype and fast.abs().max() > 0
+        torch.testing.assert_close(fast, reference, rtol=1e-5, atol=1e-5 * reference.abs().max().item())
+
+
+def test_fast_involution_gradcheck_and_module_switch():
+    from reidlab.models.involution import involution
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 16, 3, 4, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(1, 1, 9, 3, 4, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(involution, (x, kernel))
+    layer = Involution(32, kernel_size=7).double()
+    f = torch.randn(2, 32, 5, 4, dtype=torch.float64)
+    fast = layer(f)
+    layer.reference = True
+    torch.testing.assert_close(fast, layer(f))
+    with pytest.raises(ValueError, match="kernel must be"):
+        involution(torch.randn(1, 16, 3, 4), torch.randn(1, 1, 9, 3, 5))
+
+
+def test_fast_involution_bf16_autocast_is_close_to_float32():
+    torch.manual_seed(0)
+    layer = Involution(32).train()
+    x = torch.randn(2, 32, 6, 4)
+    expected = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = layer(x)
+    assert torch.isfinite(got).all()
+    assert (got.float() - expected).abs().max() <= 0.05 * expected.abs().max()
+
+
+def test_rednet_init_kaiming_fan_out_and_zero_bias():
+    torch.manual_seed(0)
+    layer = Involution(256, kernel_size=7, group_channels=16)
+    reduce, span = layer.reduce[0], layer.span
+    # Kaiming normal, fan_out, ReLU gain: std = sqrt(2 / (out_channels * 1 * 1))
+    for conv in (reduce, span):
+        expected = (2.0 / conv.out_channels) ** 0.5
+        assert abs(conv.weight.std().item() - expected) < 0.1 * expected
+    assert torch.count_nonzero(span.bias) == 0
+    assert torch.all(layer.reduce[1].weight == 1)
