@@ -4,31 +4,17 @@ Imported only explicitly (``from reidlab import viz`` / ``import reidlab.viz``):
 plotly (the ``notebooks`` extra), which ``import reidlab`` never pulls in. Data flows one way:
 ``viz`` reads records, explanations (``MBGN.explain``, ``MSRA.explain``) and result dicts;
 nothing in data / models / engine imports it.
+
+Modules: :mod:`~reidlab.viz.figures` (plotly builders, re-exported here),
+:mod:`~reidlab.viz.widgets` (ipywidgets panels over them: ``from reidlab.viz import widgets``),
+:mod:`~reidlab.viz.cam` (Grad-CAM for embedding models and the attention share inside occluder
+masks; needs the ``grad-cam`` package), :mod:`~reidlab.viz.results` (retrieval lists, t-SNE,
+ablation bars and training curves).
 """
 from __future__ import annotations
 
-from .figures import (
-    COCO17_SKELETON,
-    aabs_planes_figure,
-    attribute_graph_figure,
-    block_average,
-    cmc_curve,
-    compare_with_paper,
-    decode_data_uri,
-    gsrpa_figure,
-    image_data_uri,
-    image_feature_map,
-    metrics_bar,
-    plane_rows,
-    pose_pyramid_figure,
-    record_image,
-    records_batch,
-    sample_grid,
-    structure_labels,
-    structure_similarity_figure,
-    tint_mask,
-    to_display_image,
-)
+from . import figures
+from .figures import *  # noqa: F401,F403 - the builders, listed in figures.__all__
 
 
 def setup_notebook(renderer: str = "plotly_mimetype") -> str:
@@ -41,9 +27,4 @@ def setup_notebook(renderer: str = "plotly_mimetype") -> str:
     return renderer
 
 
-__all__ = [
-    "COCO17_SKELETON", "aabs_planes_figure", "attribute_graph_figure", "block_average", "cmc_curve",
-    "compare_with_paper", "decode_data_uri", "gsrpa_figure", "image_data_uri", "image_feature_map", "metrics_bar",
-    "plane_rows", "pose_pyramid_figure", "record_image", "records_batch", "sample_grid", "setup_notebook",
-    "structure_labels", "structure_similarity_figure", "tint_mask", "to_display_image",
-]
+__all__ = [*figures.__all__, "setup_notebook"]
