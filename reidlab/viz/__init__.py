@@ -13,8 +13,9 @@ ablation bars and training curves).
 """
 from __future__ import annotations
 
-from . import figures
+from . import figures, results
 from .figures import *  # noqa: F401,F403 - the builders, listed in figures.__all__
+from .results import *  # noqa: F401,F403
 
 
 def setup_notebook(renderer: str = "plotly_mimetype") -> str:
@@ -27,4 +28,4 @@ def setup_notebook(renderer: str = "plotly_mimetype") -> str:
     return renderer
 
 
-__all__ = [*figures.__all__, "setup_notebook"]
+__all__ = [*figures.__all__, *results.__all__, "setup_notebook"]
