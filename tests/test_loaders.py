@@ -81,7 +81,7 @@ def test_market_train_relabel_contiguous(tmp_path):
         assert r.extra["orig_pid"] == name_pid
         assert r.pid == original.index(name_pid)
     assert split.num_train_pids == 3 and split.num_train_cams == 4
-    assert split.attribute_spec is None and not split.has_keypoints
+    assert len(split.attribute_spec) == 0 and not split.has_keypoints
 
 
 def test_bad_file_name_error_names_the_file(tmp_path):
@@ -174,7 +174,7 @@ def test_market_attributes_joined_by_original_id(tmp_path):
             np.testing.assert_array_equal(r.attributes, parts["test"][1])
         else:  # distractors and ids without an entry
             assert r.attributes is None
-    assert load_market1501(root, attribute_file=None).attribute_spec is None
+    assert len(load_market1501(root, attribute_file=None).attribute_spec) == 0
 
 
 def test_attribute_file_with_wrong_ids_names_the_file(tmp_path):

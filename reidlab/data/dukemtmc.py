@@ -3,6 +3,7 @@
 (Lin et al., 23 attributes). See :mod:`reidlab.data.market1501`."""
 from __future__ import annotations
 
+from .keypoints import MARKET_FRAME
 from .market1501 import load_market_layout
 from .records import ReIDSplit
 
@@ -24,4 +25,6 @@ def load_dukemtmc(
         root, name, attribute_file, keypoint_files,
         auto_attribute_name="duke_attribute.mat", auto_keypoint_prefix="duke",
         keypoint_image_size=keypoint_image_size,
+        # Duke crops vary in size: without keypoint_image_size the CSV is in pixels of each image.
+        keypoint_annotation_size=MARKET_FRAME if keypoint_image_size is not None else None,
     )

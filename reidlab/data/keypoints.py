@@ -72,9 +72,12 @@ def read_pose_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def openpose18_to_coco17(
     yx18: np.ndarray,
     image_size: tuple[int, int] | None = None,
-    annotation_size: tuple[int, int] = MARKET_FRAME,
+    annotation_size: tuple[int, int] | None = MARKET_FRAME,
 ) -> np.ndarray:
     """``(18, 2)`` OpenPose (y, x) -> ``(17, 3)`` COCO [x, y, visible].
+
+    ``annotation_size=None``: the points are in pixels of the image on disk, whatever its
+    size (no frame check, no scaling; the transforms drop points outside the image).
 
     Coordinates stay in the annotation frame unless ``image_size`` (width, height)
     of the image on disk differs from ``annotation_size``; then they are scaled to it.
@@ -85,11 +88,11 @@ def openpose18_to_coco17(
     if yx18.shape != (18, 2):
         raise ValueError(f"openpose18_to_coco17: expected shape (18, 2) of (y, x), got {yx18.shape}")
     yx = yx18[list(COCO17_FROM_OPENPOSE18)]  # (17, 2) y, x
-    width, height = annotation_size
+    width, height = annotation_size if annotation_size is not None else (np.inf, np.inf)
     with np.errstate(invalid="ignore"):  # NaN compares False: missing
         visible = (yx >= 0).all(axis=1) & (yx[:, 0] < height) & (yx[:, 1] < width)
     scale_x = scale_y = 1.0
-    if image_size is not None and tuple(image_size) != tuple(annotation_size):
+    if image_size is not None and annotation_size is not None and tuple(image_size) != tuple(annotation_size):
         scale_x = image_size[0] / annotation_size[0]
         scale_y = image_size[1] / annotation_size[1]
     kp = np.full((NUM_KEYPOINTS, 3), -1.0, dtype=np.float32)  # (17, 3) x, y, visible
@@ -99,10 +102,10 @@ def openpose18_to_coco17(
     return kp
 
 
-def count_dropped_points(yx18: np.ndarray, annotation_size: tuple[int, int] = MARKET_FRAME) -> int:
+def count_dropped_points(yx18: np.ndarray, annotation_size: tuple[int, int] | None = MARKET_FRAME) -> int:
     """How many COCO points of an ``(18, 2)`` (y, x) row are NaN or beyond the frame (negative = marked missing)."""
     yx = np.asarray(yx18, dtype=np.float32)[list(COCO17_FROM_OPENPOSE18)]  # (17, 2)
-    width, height = annotation_size
+    width, height = annotation_size if annotation_size is not None else (np.inf, np.inf)
     nan = np.isnan(yx).any(axis=1)
     with np.errstate(invalid="ignore"):
         outside = (yx >= 0).all(axis=1) & ((yx[:, 0] >= height) | (yx[:, 1] >= width))

@@ -160,8 +160,8 @@ def attach_keypoints(records, poses: dict, image_size=None, annotation_size=MARK
         out.append(ImageRecord(r.path, r.pid, r.camid, r.attributes, keypoints, r.extra))
     if dropped:
         logger.warning(
-            "%s: %d keypoint(s) in %d image(s) were NaN or outside the %dx%d annotation frame and are now missing",
-            source, dropped, images, *annotation_size,
+            "%s: %d keypoint(s) in %d image(s) were NaN or outside the %s annotation frame and are now missing",
+            source, dropped, images, "x".join(map(str, annotation_size)) if annotation_size else "(none)",
         )
     return out
 
@@ -192,7 +192,7 @@ def load_market_layout(
     auto_attribute_name: str | None = "market_attribute.mat",
     auto_keypoint_prefix: str | None = "market",
     keypoint_image_size: tuple[int, int] | None = None,
-    keypoint_annotation_size: tuple[int, int] = MARKET_FRAME,
+    keypoint_annotation_size: tuple[int, int] | None = MARKET_FRAME,
     body_points: str = "missing",
     auto_body_point_prefix: str | None = None,
 ) -> ReIDSplit:

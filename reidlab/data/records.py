@@ -17,6 +17,7 @@ Conventions (they hold for every loader):
 """
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -33,6 +34,7 @@ COCO17_FLIP_PAIRS: tuple[tuple[int, int], ...] = (
     (1, 2), (3, 4), (5, 6), (7, 8), (9, 10), (11, 12), (13, 14), (15, 16),
 )
 NUM_KEYPOINTS = len(COCO17_NAMES)
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -91,8 +93,13 @@ class ReIDSplit:
     train: list[ImageRecord]
     query: list[ImageRecord]
     gallery: list[ImageRecord]
-    attribute_spec: AttributeSpec | None = None
+    attribute_spec: AttributeSpec | None = None  # None becomes an empty AttributeSpec (no attributes)
     root: str | None = None
+
+    def __post_init__(self):
+        # An empty spec rather than None: split.attribute_spec.table() / len() work on every dataset.
+        if self.attribute_spec is None:
+            self.attribute_spec = AttributeSpec((), ())
 
     @property
     def num_train_pids(self) -> int:
@@ -104,7 +111,7 @@ class ReIDSplit:
 
     @property
     def has_attributes(self) -> bool:
-        return self.attribute_spec is not None and any(
+        return bool(self.attribute_spec) and any(
             r.attributes is not None for r in self.train
         )
 
@@ -153,3 +160,53 @@ def relabel(records: list[ImageRecord]) -> list[ImageRecord]:
 
 def id_counts(records: list[ImageRecord]) -> Counter:
     return Counter(r.pid for r in records)
+
+
+REQUIREMENT_FIELDS = ("keypoints", "attributes")
+_FIXES = {
+    "keypoints": (
+        "give every image keypoints: for Market-1501 put market1501_14point_{train,query,gallery}.mat "
+        "(layumi/market1501_body_point) in the dataset folder; for any other dataset run the pose estimator "
+        "once (reidlab.data.pose.estimate_split_keypoints(split, KeypointRCNNSource())), which writes the CSVs "
+        "the loader reads"
+    ),
+    "attributes": "use an attribute file that covers every identity (e.g. market_attribute.mat / duke_attribute.mat)",
+}
+
+
+def missing_counts(split: "ReIDSplit", field_name: str) -> dict[str, tuple[int, int]]:
+    """``{subset: (records without field_name, records)}`` for train, query and gallery."""
+    if field_name not in REQUIREMENT_FIELDS:
+        raise ValueError(f"missing_counts: field must be one of {REQUIREMENT_FIELDS}, got {field_name!r}")
+    return {
+        subset: (sum(getattr(r, field_name) is None for r in records), len(records))
+        for subset, records in (("train", split.train), ("query", split.query), ("gallery", split.gallery))
+    }
+
+
+def check_requirements(split: "ReIDSplit", requires, allow_missing: bool = False, subsets=("train", "query", "gallery")) -> None:
+    """Refuse a split in which some images lack what a model ``requires`` (``model.requires``).
+
+    ``requires``: a set of ``"keypoints"`` / ``"attributes"`` (other names are ignored: they are
+    not record fields). Raises ValueError naming, per subset, how many images lack each field
+    and how to fix it; with ``allow_missing`` (the CLI's ``--allow-missing-keypoints``) it logs
+    the same as a warning and returns (for ablations: missing keypoints give empty pose nodes).
+    ``subsets`` limits the check (e.g. ("query", "gallery") before evaluation).
+    """
+    problems = []
+    for field_name in sorted(set(requires) & set(REQUIREMENT_FIELDS)):
+        counts = missing_counts(split, field_name)
+        parts = [f"{subset} {missing}/{total}" for subset, (missing, total) in counts.items()
+                 if subset in subsets and missing]
+        if parts:
+            problems.append(
+                f"{split.name}: images without {field_name}: {', '.join(parts)}; the model requires {field_name}. "
+                f"To fix, {_FIXES[field_name]}; or allow it explicitly (--allow-missing-keypoints / allow_missing=True)."
+            )
+    if not problems:
+        return
+    if allow_missing:
+        for problem in problems:
+            logger.warning("%s", problem.split(" To fix,")[0] + " (allowed: --allow-missing-keypoints)")
+        return
+    raise ValueError(" ".join(problems))
