@@ -135,8 +135,11 @@ def test_temporary_folder_of_a_killed_run_is_removed(tmp_path):
     stale = tmp_path / f".s.partial-{dead.pid}-0123abcd"
     (stale / "query").mkdir(parents=True)
     (stale / synthetic._PARTIAL_TAG).touch()
-    untagged = tmp_path / f".s.partial-{dead.pid}-89abcdef"  # not tagged as ours: kept
+    finished = tmp_path / f".s.old-{dead.pid}-4567cdef"  # killed after a rename: a whole marker dataset
+    make_synthetic_dataset(tmp_path / "other", **TINY).rename(finished)
+    untagged = tmp_path / f".s.partial-{dead.pid}-89abcdef"  # neither tagged nor a marker dataset: kept
     untagged.mkdir()
+    (untagged / "thesis.tex").write_text("precious")
     make_synthetic_dataset(tmp_path / "s", **TINY)
     assert sorted(p.name for p in tmp_path.iterdir()) == [untagged.name, "s"]
 
@@ -267,3 +270,18 @@ def test_partial_attribute_file_warns_with_counts(tmp_path, caplog):
     message = " ".join(r.getMessage() for r in caplog.records)
     assert "1/2 query images" in message and "1/2 gallery images" in message
     assert "train images" not in message
+
+
+def test_concurrent_generation_into_one_folder(tmp_path):
+    """Several processes (DDP ranks, a notebook grid) asking for the same dataset at once all succeed."""
+    code = (
+        "import sys; from reidlab.data.synthetic import make_synthetic_dataset; "
+        "make_synthetic_dataset(sys.argv[1], num_ids=4, images_per_id=2, seed=int(sys.argv[2]), progress=False)"
+    )
+    for seed in (0, 1):  # create, then re-create with new parameters
+        runs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "s"), str(seed)]) for _ in range(3)]
+        assert [run.wait(timeout=120) for run in runs] == [0, 0, 0]
+        assert [p.name for p in tmp_path.iterdir()] == ["s"]
+        meta = read_marker(tmp_path / "s")
+        assert meta["params"]["seed"] == seed
+        assert set(meta["files"]) == {str(p.relative_to(tmp_path / "s")) for p in (tmp_path / "s").rglob("*") if p.is_file()}

@@ -827,9 +827,12 @@ def _remove_stale_temporaries(root: Path) -> None:
     for folder in [child for child in root.parent.iterdir() if child.name.startswith(prefix)]:
         kind, _, rest = folder.name[len(prefix):].partition("-")
         pid = rest.partition("-")[0]
-        if kind not in ("partial", "old") or not pid.isdigit() or not (folder / _PARTIAL_TAG).is_file():
+        if kind not in ("partial", "old") or not pid.isdigit() or _pid_alive(int(pid)):
             continue
-        if not _pid_alive(int(pid)):
+        meta = read_marker(folder)
+        listed = _marker_files(meta) if meta is not None else None
+        # Ours: tagged while being written or replaced, or a whole marker dataset and nothing else.
+        if (folder / _PARTIAL_TAG).is_file() or (listed is not None and not _foreign_entries(folder, listed)):
             log.info("removing %s, left by an interrupted synthetic-dataset run", folder)
             shutil.rmtree(folder, ignore_errors=True)
 
@@ -851,7 +854,7 @@ def _remove_listed(folder: Path, files: set[str]) -> list[str]:
     return [] if not folder.exists() else _foreign_entries(folder, set())
 
 
-def _install(staged: Path, root: Path, action: str, old_files: set[str]) -> None:
+def _install(staged: Path, root: Path, action: str) -> None:
     """Move the finished dataset ``staged`` to ``root`` (renames: never a half dataset at ``root``)."""
     if action == "create":
         if root.is_dir():
@@ -867,7 +870,11 @@ def _install(staged: Path, root: Path, action: str, old_files: set[str]) -> None
         os.rename(old, root)
         (root / _PARTIAL_TAG).unlink(missing_ok=True)
         raise
-    left = _remove_listed(old, old_files)
+    # Another process may have replaced ``root`` between our check and the rename: delete what the
+    # marker of the folder actually moved lists, and nothing when it has none.
+    meta = read_marker(old)
+    listed = _marker_files(meta) if meta is not None else None
+    left = _remove_listed(old, listed) if listed is not None else [str(old)]
     if left:
         log.warning("kept %s: it holds files the generator did not write (%s)", old, ", ".join(left[:5]))
 
@@ -923,7 +930,7 @@ def make_synthetic_dataset(root="data/synthetic", num_ids: int = DEFAULT_NUM_IDS
     """
     root = Path(root)
     params = _params(num_ids, images_per_id, num_cameras, height, width, occluder_fraction, seed)
-    action, old_files = _inspect_root(root, params, overwrite)
+    action, _ = _inspect_root(root, params, overwrite)
     if action == "reuse":
         log.info("reusing the synthetic dataset at %s", root)
         return root
@@ -936,15 +943,17 @@ def make_synthetic_dataset(root="data/synthetic", num_ids: int = DEFAULT_NUM_IDS
         (staged / _PARTIAL_TAG).touch()
         _write_dataset(staged, plan, progress, root)
         (staged / _PARTIAL_TAG).unlink()
-        for _ in range(3):  # another process may be installing the same root at the same time
-            try:
-                _install(staged, root, action, old_files)
-                return root
-            except OSError:
-                action, old_files = _inspect_root(root, params, overwrite=False)
+        for attempt in range(3):  # another process may be installing the same root at the same time
+            if attempt or not overwrite:
+                action, _ = _inspect_root(root, params, overwrite=False)
                 if action == "reuse":  # it finished first, with our parameters
                     shutil.rmtree(staged)
                     return root
+            try:
+                _install(staged, root, action)
+                return root
+            except OSError:
+                continue
         raise OSError(f"could not move the synthetic dataset from {staged} to {root}: it kept changing")
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)  # a folder only this call created
