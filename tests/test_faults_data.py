@@ -285,3 +285,17 @@ def test_concurrent_generation_into_one_folder(tmp_path):
         meta = read_marker(tmp_path / "s")
         assert meta["params"]["seed"] == seed
         assert set(meta["files"]) == {str(p.relative_to(tmp_path / "s")) for p in (tmp_path / "s").rglob("*") if p.is_file()}
+
+
+def test_non_utf8_split_csv_and_unreadable_protocol_file_name_the_file(tmp_path):
+    from reidlab.data.cuhk03 import read_protocol_file
+    from reidlab.data.folder import read_split_csv
+
+    csv_path = tmp_path / "split.csv"
+    csv_path.write_bytes("path,pid,camid\n\xe9t\xe9.jpg,1,0\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"split.csv is not UTF-8"):
+        read_split_csv(csv_path, tmp_path)
+    protocol = tmp_path / "cuhk03_new_protocol_config_labeled.mat"
+    protocol.write_text("not a mat file")
+    with pytest.raises(ValueError, match=r"cuhk03_new_protocol_config_labeled.mat as a MATLAB"):
+        read_protocol_file(protocol)

@@ -40,7 +40,10 @@ def read_protocol_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"CUHK03-NP protocol file not found: {path}")
-    mat = scipy.io.loadmat(str(path))
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except Exception as error:  # scipy raises several types for non-.mat input
+        raise ValueError(f"cannot read CUHK03-NP protocol file {path} as a MATLAB v5 .mat: {error}") from error
     required = ("filelist", "labels", "camId", "train_idx", "query_idx", "gallery_idx")
     missing = [k for k in required if k not in mat]
     if missing:

@@ -33,6 +33,14 @@ SPLITS = ("train", "query", "gallery")
 def read_split_csv(csv_path: str | os.PathLike, root: str | os.PathLike) -> dict[str, list[ImageRecord]]:
     """``{"train": [...], "query": [...], "gallery": [...]}`` from a CSV (format above), ids not relabelled."""
     csv_path, root = Path(csv_path), Path(root)
+    try:
+        return _read_split_csv(csv_path, root)
+    except UnicodeDecodeError as error:
+        raise ValueError(f"CSV {csv_path} is not UTF-8 text ({error.reason} at byte {error.start}); "
+                         "save it as UTF-8") from None
+
+
+def _read_split_csv(csv_path: Path, root: Path) -> dict[str, list[ImageRecord]]:
     subsets: dict[str, list[ImageRecord]] = {s: [] for s in SPLITS}
     with open(csv_path, newline="", encoding="utf-8") as handle:
         reader = csv_module.DictReader(handle)
