@@ -221,3 +221,36 @@ def test_real_market_files_give_msra_inputs(shared_data, tmp_path):
     model.train()
     total, parts = compute_loss(model(batch["image"], batch["keypoints"]), batch, model.loss_terms)
     assert torch.isfinite(total) and "attributes" in parts
+
+
+def test_msra_readings_options(synthetic_split):
+    from reidlab.presets import get_preset
+
+    spec = synthetic_split.attribute_spec
+    common = dict(num_classes=8, attribute_spec=spec, depth=18, pretrained=False, input_size=(128, 64))
+    wide = build_model("msra", paper_width=True, **common)
+    assert wide.feature_dim == 2 * 512 and wide.pose_dim == 512  # ResNet-18: F_g 512 -> F_out 2 x 512
+    narrow = build_model("msra", pose_dim=64, **common)
+    assert narrow.feature_dim == 64 + 512
+    mean_terms = {t.name: t.weight for t in build_model("msra", **common).loss_terms}
+    sum_terms = {t.name: t.weight for t in build_model("msra", attribute_reduction="sum", **common).loss_terms}
+    assert sum_terms["attributes"] == pytest.approx(mean_terms["attributes"] * len(spec))
+    with pytest.raises(ValueError, match="attribute_reduction"):
+        build_model("msra", attribute_reduction="max", **common)
+    fine = build_model("msra", global_last_stride=1, pose_dim=32, **common).eval()
+    images = torch.randn(1, 3, 128, 64)
+    keypoints = torch.full((1, 17, 3), -1.0)
+    keypoints[..., 2] = 0
+    keypoints[0, 5] = torch.tensor([20.0, 40.0, 1.0])
+    assert fine.explain(images, keypoints).heatmaps["j1"].shape[-2:] == (8, 4)  # 4 x 2 with stride 2
+    for name in ("msra/readings/paper_width", "msra/readings/attribute_sum", "msra/readings/global_last_stride1"):
+        assert get_preset(name).model == "msra"
+
+
+def test_msra_refuses_inputs_too_small(synthetic_split):
+    common = dict(num_classes=8, attribute_spec=synthetic_split.attribute_spec, depth=18, pretrained=False)
+    with pytest.raises(ValueError, match="too small"):
+        build_model("msra", input_size=(16, 8), **common)
+    model = build_model("msra", input_size=(64, 32), pose_dim=32, **common).eval()
+    with pytest.raises(ValueError, match="too small"):
+        model(torch.randn(1, 3, 16, 16), torch.zeros(1, 17, 3))

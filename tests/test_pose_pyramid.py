@@ -192,9 +192,23 @@ def test_levels_and_theta_options(levels, theta):
     pyramid = PosePyramid(in_channels=16, dim=8, levels=levels, theta=theta, lam=0.6).eval()
     out = pyramid(torch.randn(2, 16, FH, FW), random_keypoints(2), (H, W))
     assert set(out.attention) == set(levels)
-    assert len(out.dependency) == len(levels) - 1
-    assert len(pyramid.clg) == (theta if len(levels) > 1 else 0)
+    assert len(out.dependency) == max(1, len(levels) - 1)  # CLG-j1 pairs j1 with itself
+    assert len(pyramid.clg) == theta
     assert out.features.shape == (2, 8)
+
+
+def test_clg_j1_theta_1_and_2_are_different_models():
+    """Table 2 reports different figures for CLG-j1 at theta 1 and 2: they must not be one network."""
+    outputs, keys = {}, {}
+    feature_map, keypoints = torch.randn(2, 16, FH, FW), random_keypoints(2)
+    for theta in (1, 2):
+        torch.manual_seed(0)
+        pyramid = PosePyramid(in_channels=16, dim=8, levels=("j1",), theta=theta).eval()
+        keys[theta] = set(pyramid.state_dict())
+        outputs[theta] = pyramid(feature_map, keypoints, (H, W))
+    assert keys[1] < keys[2]
+    assert outputs[1].dependency["j1->j1"].shape == (2, 17, 17)
+    assert not torch.allclose(outputs[1].features, outputs[2].features)
 
 
 def test_lambda_weights_the_cross_layer_term():

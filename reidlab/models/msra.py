@@ -9,8 +9,15 @@
 
 Choices (the paper leaves them open):
 - the pose nodes pool the global branch's map ("the product of global features and heat
-  map"), reduced by a 1x1 conv to ``pose_dim`` (default 512) so the graph layers stay small;
-  ``global_last_stride=1`` gives finer heat maps when the input is small.
+  map"), reduced by a 1x1 conv to ``pose_dim`` (default 512) so the graph layers stay small
+  (F_out 2,560-d with ResNet-50); ``paper_width=True`` keeps 2048-d pose features (F_out
+  4,096-d, the paper's width); ``global_last_stride=1`` gives finer heat maps (16x8 instead
+  of 8x4 at 256x128; on the 8x4 grid left/right node maps overlap).
+- the attribute loss is 0.3 x the MEAN over the K attribute losses (``attribute_reduction=
+  "mean"``); the paper's "total loss of K attributes" may be a sum: ``"sum"`` multiplies the
+  weight by K (27x on Market), which lets attributes dominate the identity losses.
+- inputs smaller than 16 x 16 pixels (32 x 32 with the default last stride 2) are refused:
+  the global branch's map would have no rows.
 - the CE on F_out goes through a BNNeck (BN, bias-free classifier); retrieval uses the BN'd
   F_out (BoT's "after" feature, as the baselines); the triplet margin is 0.3 (not stated).
 - ablations: without ARM, F_fuse = F_pose (no gate) and there is no attribute loss; without
@@ -104,6 +111,8 @@ class MSRA(nn.Module):
         pose_dim: int = 512,
         attribute_node_dim: int = 256,
         global_last_stride: int = 2,
+        paper_width: bool = False,
+        attribute_reduction: str = "mean",
         heatmap_sigma: float = 1.0,
         pose_source: PoseSource | None = None,
         triplet_margin: float = 0.3,
@@ -119,17 +128,32 @@ class MSRA(nn.Module):
                 "dataset's attributes (AttributeSpec names + num_classes, e.g. split.attribute_spec). "
                 "Use a dataset with attribute labels, or use_arm=False."
             )
+        if attribute_reduction not in ("mean", "sum"):
+            raise ValueError(f"MSRA: attribute_reduction must be 'mean' or 'sum', got {attribute_reduction!r}")
+        if global_last_stride not in (1, 2):
+            raise ValueError(f"MSRA: global_last_stride must be 1 or 2, got {global_last_stride}")
+        stride = 16 * global_last_stride
+        if input_size[0] < stride or input_size[1] < stride:
+            raise ValueError(
+                f"MSRA: input_size {tuple(input_size)} is too small: the global branch's map would have "
+                f"{input_size[0] // stride} x {input_size[1] // stride} cells (stride {stride}); use at least "
+                f"{stride} x {stride} pixels (the paper uses 256 x 128)"
+            )
         self.attribute_spec = attribute_spec if use_arm else None
         self.use_arm, self.use_pose = use_arm, use_pose
         self.input_size = tuple(input_size)
         self.num_classes = num_classes
 
+        self.global_last_stride = global_last_stride
         backbone = ResNetBackbone(depth, last_stride=global_last_stride, pretrained=pretrained)
         self.stem = backbone.stem
         self.layer1, self.layer2, self.layer3 = backbone.layer1, backbone.layer2, backbone.layer3  # shared
         self.global_layer4 = backbone.layer4  # F_g
         channels = backbone.out_channels
         self.feature_dim_global = channels
+        if paper_width:  # F_pose, F'_a and F_fuse as wide as F_g: F_out = 2 x 2048 = 4096-d with ResNet-50
+            pose_dim = channels
+        self.pose_dim = pose_dim
 
         fused_dim = 0
         if use_arm:
@@ -151,6 +175,10 @@ class MSRA(nn.Module):
             LossTerm("id", "logits", fusion_weight, name="id(F_out)"),
         ]
         if use_arm:
+            # attribute_loss averages over the K attributes; "sum" reads the paper's "total loss of K
+            # attributes" literally (x K: with Market's 27 attributes, 27 times the weight).
+            if attribute_reduction == "sum":
+                attribute_weight = attribute_weight * len(attribute_spec)
             terms.append(LossTerm("attribute", "attribute_logits", attribute_weight,
                                   {"num_classes": tuple(attribute_spec.num_classes)}, name="attributes"))
         self.loss_terms = tuple(terms)
@@ -159,6 +187,12 @@ class MSRA(nn.Module):
     def _branches(self, images: torch.Tensor, keypoints: torch.Tensor | None):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"MSRA: images must be (B, 3, H, W), got {tuple(images.shape)}")
+        stride = 16 * self.global_last_stride
+        if images.shape[-2] < stride or images.shape[-1] < stride:
+            raise ValueError(
+                f"MSRA: images of {tuple(images.shape[-2:])} pixels are too small: the heat maps and parts would "
+                f"have zero rows or columns (stride {stride}); use at least {stride} x {stride}"
+            )
         shared = self.layer3(self.layer2(self.layer1(self.stem(images))))  # (B, C3, H/16, W/16)
         global_map = self.global_layer4(shared)  # (B, C, h, w)
         global_feature = global_map.mean(dim=(2, 3))  # (B, C)  F_g (GAP)

@@ -25,7 +25,10 @@ Choices (the paper leaves them open):
   its coarser parts ("coarse to fine"), alpha a learnable scalar (init 1).
 - Eq. 8 mixes 17- and 10-node terms: R~_{2,3} is lifted to the 17 nodes through
   S~_{1,2}, then F_pose = mean over present j1 nodes of R~_1 + lam * (R~_{1,2} + S~_{1,2} R~_{2,3}).
-- levels ("j1",) uses no cross-layer term; theta stacks CLG layers, each adding its
+- levels ("j1",) (Table 2's CLG-j1) pairs j1 with itself: Eq. 5-7 with v = v+1 = 1, a
+  17 x 17 dependency S~_{1,1} and F_pose = R~_1 + lam R~_{1,1}. Read otherwise (no CLG for
+  one level), theta = 1 and 2 would build the same network, yet Table 2 reports different
+  figures for them. theta stacks CLG layers, each adding its
   cross-layer messages to the finer levels' features (X_v <- X_v + R~_{v,v+1}) before the
   next; Eq. 8 takes the last layer's messages and dependency matrices.
 """
@@ -193,18 +196,20 @@ class CrossLayerGraphConv(nn.Module):
 
     def __init__(self, dim: int, num_levels: int):
         super().__init__()
+        # One level (CLG-j1): the level is paired with itself, S~_{1,1} over the 17 nodes.
+        self.pairs = [(v, v + 1) for v in range(num_levels - 1)] if num_levels > 1 else [(0, 0)]
         self.embeddings = nn.ModuleList(NodeRelationEmbedding(dim) for _ in range(num_levels))
-        self.weights = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in range(num_levels - 1))  # W_{v,v+1}
-        self.alphas = nn.Parameter(torch.ones(num_levels - 1))  # alpha
+        self.weights = nn.ModuleList(nn.Linear(dim, dim, bias=False) for _ in self.pairs)  # W_{v,v+1}
+        self.alphas = nn.Parameter(torch.ones(len(self.pairs)))  # alpha
         self.dim = dim
 
     def forward(self, levels: list[torch.Tensor], presence: list[torch.Tensor]):
         embedded = [emb(x, p) for emb, x, p in zip(self.embeddings, levels, presence)]  # each (B, n_v, d)
         messages, dependencies = [], []
-        for v in range(len(levels) - 1):
-            scores = embedded[v] @ embedded[v + 1].transpose(1, 2) / math.sqrt(self.dim)  # (B, n_v, n_v+1)
-            dependency = masked_softmax(scores, presence[v + 1], presence[v])  # (B, n_v, n_v+1)
-            message = self.alphas[v] * (dependency @ self.weights[v](levels[v + 1]))  # (B, n_v, d)  Eq. 7
+        for index, (v, u) in enumerate(self.pairs):
+            scores = embedded[v] @ embedded[u].transpose(1, 2) / math.sqrt(self.dim)  # (B, n_v, n_u)
+            dependency = masked_softmax(scores, presence[u], presence[v])  # (B, n_v, n_u)
+            message = self.alphas[index] * (dependency @ self.weights[index](levels[u]))  # (B, n_v, d)  Eq. 7
             messages.append(message)
             dependencies.append(dependency)
         return messages, dependencies
@@ -247,7 +252,7 @@ class PosePyramid(nn.Module):
         for level in levels:
             self.register_buffer(f"membership_{level}", membership_to_keypoints(level), persistent=False)
         self.intra = nn.ModuleDict({level: IntraLayerGAT(dim) for level in levels})
-        self.clg = nn.ModuleList(CrossLayerGraphConv(dim, len(levels)) for _ in range(theta)) if len(levels) > 1 else nn.ModuleList()
+        self.clg = nn.ModuleList(CrossLayerGraphConv(dim, len(levels)) for _ in range(theta))
 
     def level_inputs(self, keypoints: torch.Tensor, input_size: tuple[int, int], feature_size: tuple[int, int]):
         """Per level: heat maps (B, n, h, w), presence (B, n) and node positions (B, n, 2) in input pixels."""
@@ -281,12 +286,16 @@ class PosePyramid(nn.Module):
             masks = [presence[level] for level in self.levels]
             for layer in self.clg:  # theta stacked CLG layers
                 messages, dependencies = layer(states, masks)
-                states = [s + m for s, m in zip(states[:-1], messages)] + [states[-1]]
+                if len(states) == 1:  # CLG-j1: the level absorbs its own message
+                    states = [states[0] + messages[0]]
+                else:
+                    states = [s + m for s, m in zip(states[:-1], messages)] + [states[-1]]
             cross = messages[0]  # (B, 17, d)  R~_{1,2}
             if len(messages) > 1:
                 cross = cross + dependencies[0] @ messages[1]  # (B, 17, d)  R~_{2,3} lifted via S~_{1,2}
             per_node = per_node + self.lam * cross  # (B, 17, d)  Eq. 8 per node
-            dependency = {f"{a}->{b}": d for a, b, d in zip(self.levels[:-1], self.levels[1:], dependencies)}
+            pairs = list(zip(self.levels[:-1], self.levels[1:])) or [("j1", "j1")]
+            dependency = {f"{a}->{b}": d for (a, b), d in zip(pairs, dependencies)}
         present = presence["j1"].to(per_node.dtype)  # (B, 17)
         features = (per_node * present[..., None]).sum(1) / present.sum(1, keepdim=True).clamp_min(1)  # (B, d)
         return PoseOutput(features, node_features, presence, attention, dependency, positions, heatmaps)

@@ -99,3 +99,20 @@ _msra(
     notes="Global branch + Pose Pyramid (F_out = [F_pose, F_g]), no ARM or FEM gate; the paper prints no figures.",
     use_arm=False, use_pose=True,
 )
+
+# Readings of what the paper leaves open (issue 13): the full model with one choice switched.
+_msra(
+    "msra/readings/paper_width", "Readings", "MSRA, paper width",
+    notes="2048-d pose / attribute features (F_out 4,096-d with ResNet-50) instead of the 512-d reduction.",
+    paper_width=True,
+)
+_msra(
+    "msra/readings/attribute_sum", "Readings", "MSRA, attribute loss summed",
+    notes="0.3 x the SUM of the K attribute losses (the default is 0.3 x their mean; x27 on Market).",
+    attribute_reduction="sum",
+)
+_msra(
+    "msra/readings/global_last_stride1", "Readings", "MSRA, last stride 1",
+    notes="Global branch without the last down-sampling: 16x8 heat-map grid at 256x128 instead of 8x4.",
+    global_last_stride=1,
+)
