@@ -200,9 +200,9 @@ def test_tsne_and_cmc_static_figures():
     rng = np.random.default_rng(0)
     pids = np.repeat(np.arange(3), 6)
     features = rng.normal(size=(18, 8)) + 6 * np.eye(8)[pids]
-    fig = viz.tsne_figure(features, pids, seed=0, perplexity=5)
+    fig = viz.tsne_figure(features, pids, seed=0, perplexity=5, max_iter=250)
     assert len(fig.data) == 3 and sum(len(t.x) for t in fig.data) == 18
-    again = viz.tsne_figure(features, pids, seed=0, perplexity=5)
+    again = viz.tsne_figure(features, pids, seed=0, perplexity=5, max_iter=250)
     assert again.to_json() == fig.to_json()  # seeded and rounded: the same stored output
     with pytest.raises(ValueError, match="ids"):
         viz.tsne_figure(points=np.zeros((4, 2)), pids=[0, 1])

@@ -80,27 +80,28 @@ def rank_list_figure(query_image, gallery_images, ranking: pd.DataFrame, query_l
     return fig
 
 
-def tsne_embedding(features, seed: int = 0, perplexity: float = 30.0) -> np.ndarray:
+def tsne_embedding(features, seed: int = 0, perplexity: float = 30.0, max_iter: int = 1000) -> np.ndarray:
     """2-D t-SNE (scikit-learn, PCA init, fixed ``seed``) of ``features (N, D)``, rounded; ``(N, 2)``.
-    ``perplexity`` is capped below N as scikit-learn requires."""
+    ``perplexity`` is capped below N as scikit-learn requires; ``max_iter`` >= 250."""
     from sklearn.manifold import TSNE
 
     array = _numpy(features, "features").astype(np.float32)
     if array.ndim != 2 or len(array) < 3:
         raise ValueError(f"tsne_embedding: features must be (N >= 3, D), got shape {array.shape}")
     perplexity = float(min(perplexity, (len(array) - 1) / 3))
-    points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed).fit_transform(array)
+    points = TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                  max_iter=max_iter).fit_transform(array)
     return round_sig(points)
 
 
-def tsne_figure(features=None, pids=None, points=None, seed: int = 0, perplexity: float = 30.0,
+def tsne_figure(features=None, pids=None, points=None, seed: int = 0, perplexity: float = 30.0, max_iter: int = 1000,
                 title: str = "t-SNE of test embeddings (colour = identity)") -> go.Figure:
     """t-SNE of embeddings coloured by identity (one trace per identity, so the legend toggles it).
     Give ``features`` (then :func:`tsne_embedding` runs) or precomputed ``points (N, 2)``."""
     if points is None:
         if features is None:
             raise ValueError("tsne_figure: give features or points")
-        points = tsne_embedding(features, seed, perplexity)
+        points = tsne_embedding(features, seed, perplexity, max_iter)
     points = np.asarray(points, np.float64)
     labels = _numpy(pids, "pids")
     if len(labels) != len(points):
