@@ -15,10 +15,11 @@ DEFAULT_SYNTH_ROOT = Path("data") / "synthetic"
 
 def _add_synth(sub) -> None:
     p = sub.add_parser("synth", help="generate the built-in synthetic dataset (Market-1501 layout)")
-    p.add_argument("--root", default=str(DEFAULT_SYNTH_ROOT), help="output folder (default: %(default)s)")
+    p.add_argument("--root", "--data-root", dest="root", default=str(DEFAULT_SYNTH_ROOT),
+                   help="output folder: empty, missing, or an earlier synthetic dataset (default: %(default)s)")
     p.add_argument("--num-ids", type=int, default=None, help="identities (default: the generator's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--overwrite", action="store_true", help="replace an existing dataset at --root")
+    p.add_argument("--overwrite", action="store_true", help="re-create the dataset at --root even when its parameters match (never deletes files the generator did not write)")
     p.set_defaults(func=_cmd_synth)
 
 
@@ -36,14 +37,14 @@ def _cmd_synth(args) -> int:
 def _add_summary(sub) -> None:
     p = sub.add_parser("summary", help="load a dataset and print its summary")
     p.add_argument("dataset", help="market1501, dukemtmc, cuhk03, cuhk01, folder or synthetic")
-    p.add_argument("--root", required=True, help="the dataset's folder")
+    p.add_argument("--root", "--data-root", dest="root", required=True, help="the dataset's folder")
     p.set_defaults(func=_cmd_summary)
 
 
 def _cmd_summary(args) -> int:
     from reidlab.data import load_dataset
 
-    split = load_dataset(args.dataset, args.root)
+    split = load_dataset(args.dataset, args.root, generate=False)  # a summary never writes data
     print(split)
     print(split.summary().to_string())
     return 0
@@ -52,10 +53,13 @@ def _cmd_summary(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reidlab", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_synth(sub)
     _add_summary(sub)
     _add_engine_commands(sub)
+    for command in sub.choices.values():  # `reidlab train ... --debug` as well as `reidlab --debug train ...`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show the full traceback of an error")
     return parser
 
 
@@ -68,10 +72,39 @@ def _add_engine_commands(sub) -> None:
     add_commands(sub)
 
 
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Exceptions that mean bad input or a state the user can fix: one or two lines, exit code 2."""
+    from reidlab.engine.checkpoint import CheckpointError, DiskFullError, RunFolderError
+
+    errors: list[type[BaseException]] = [ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+                                         PermissionError, IsADirectoryError, CheckpointError, RunFolderError,
+                                         DiskFullError, UnicodeDecodeError]
+    try:
+        from reidlab.engine.trainer import DivergenceError, NonFiniteLossError
+
+        errors += [NonFiniteLossError, DivergenceError]
+    except ImportError:
+        pass
+    return tuple(errors)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("reidlab: interrupted", file=sys.stderr)
+        return 130
+    except user_errors() as error:
+        if args.debug:
+            raise
+        print(f"reidlab {args.command}: error: {error}", file=sys.stderr)
+        print("(run with --debug for the traceback)", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

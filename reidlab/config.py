@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,77 @@ from typing import Any
 AMP_MODES = ("auto", "bf16", "fp16", "off")
 SCHEDULES = ("mbgn", "cosine", "step", "constant")
 OPTIMIZERS = ("adam", "adamw", "sgd")
+METRICS = ("euclidean", "cosine")
+PROTOCOLS = ("market", "cuhk03")
+MERGED_FIELDS = ("model_cfg", "transform_opts")  # dicts merged key by key over a preset / saved config
+
+
+def merge_dicts(base: dict, override: dict) -> dict:
+    """``base`` updated by ``override`` key by key; a key set to None in ``override`` is removed.
+
+    This is how ``--model-cfg`` / ``--config`` combine with a preset: ``{"depth": 18}`` shrinks the
+    preset's model and keeps everything else, ``{"attention": null}`` drops one of its keys.
+    """
+    merged = dict(base)
+    for key, value in override.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def default_num_workers() -> int:
+    """Data-loader workers for this machine: the CPUs this process may use, at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(0, min(8, cpus))
+
+
+def _type_error(name: str, value, expected: str) -> ValueError:
+    return ValueError(f"TrainConfig.{name}: expected {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _check_value_type(name: str, tp, value):
+    """``value`` converted to the field type ``tp`` where lossless (int -> float, list -> tuple), else a
+    ValueError naming the field, e.g. ``TrainConfig.height: expected an integer, got '128' (str)``."""
+    origin, args = typing.get_origin(tp), [a for a in typing.get_args(tp) if a is not type(None)]
+    if value is None:
+        if type(None) in typing.get_args(tp):
+            return None
+        raise _type_error(name, value, "a value (null is not allowed here)")
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and len(args) == 1:
+        return _check_value_type(name, args[0], value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise _type_error(name, value, "true or false")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            raise _type_error(name, value, "an integer")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _type_error(name, value, "a number")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise _type_error(name, value, "a string")
+        return value
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise _type_error(name, value, "a JSON object ({...})")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _type_error(name, value, "a list")
+        item = args[0] if args else Any
+        return tuple(_check_value_type(f"{name}[{i}]", item, v) for i, v in enumerate(value)) if item is not Any else tuple(value)
+    return value
 
 
 @dataclass
@@ -61,24 +134,32 @@ class TrainConfig:
     channels_last: bool = True  # applied on CUDA only (CPU convolutions are faster in NCHW)
     compile: bool = False  # torch.compile the model
     sync_bn: bool = False  # SyncBatchNorm under DDP
-    num_workers: int = 4
+    num_workers: int | None = None  # None: the CPUs this process may use (at most 8)
     # --- evaluation
     eval_every: int = 10  # evaluate every N epochs and after the last one; 0: only after the last
     flip_eval: bool = False  # average the features of an image and its mirror
     eval_batch_size: int = 128
-    metric: str = "euclidean"
+    metric: str = "euclidean"  # "euclidean" | "cosine"
+    protocol: str = "market"  # "market" (CMC/mAP/mINP) | "cuhk03" (adds the single-gallery-shot CMC)
     # --- run
     seed: int = 0
     output_dir: str = "runs/default"
     resume: bool = False  # continue from output_dir/checkpoint.pt
+    overwrite: bool = False  # replace the run already in output_dir (its own files only)
+    time_limit: float | None = None  # minutes: stop cleanly at a step boundary with a resumable checkpoint
+    skip_bad_images: bool = False  # drop unreadable training/test images (listed in the log) instead of stopping
+    allow_missing: bool = False  # train/evaluate a keypoint/attribute model on records that lack them
+    check_finite: bool = True  # stop at the first step whose loss, gradients or weights are not finite
+    divergence_factor: float | None = 1e4  # stop when the loss exceeds this x the first step's loss (None: never)
     device: str = "auto"  # "auto": CUDA when present, else CPU
     max_steps_per_epoch: int | None = None  # cap for quick runs
     log_every: int = 10  # progress-bar refresh, in steps
     progress: bool = True  # tqdm bars
 
     def __post_init__(self):
-        self.betas = tuple(float(b) for b in self.betas)
-        self.step_epochs = tuple(int(e) for e in self.step_epochs)
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            setattr(self, f.name, _check_value_type(f.name, hints[f.name], getattr(self, f.name)))
         self.validate()
 
     def validate(self) -> "TrainConfig":
@@ -91,6 +172,16 @@ class TrainConfig:
             bad("schedule", self.schedule, SCHEDULES)
         if self.optimizer not in OPTIMIZERS:
             bad("optimizer", self.optimizer, OPTIMIZERS)
+        if self.metric not in METRICS:
+            bad("metric", self.metric, METRICS)
+        if self.protocol not in PROTOCOLS:
+            bad("protocol", self.protocol, PROTOCOLS)
+        if self.resume and self.overwrite:
+            raise ValueError("TrainConfig: resume and overwrite exclude each other (continue the run, or replace it)")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ValueError(f"TrainConfig.num_workers must be >= 0, got {self.num_workers}")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ValueError(f"TrainConfig.time_limit must be > 0 minutes, got {self.time_limit}")
         if len(self.betas) != 2:
             raise ValueError(f"TrainConfig.betas: need two values, got {self.betas}")
         for name in ("epochs", "batch_p", "batch_k", "height", "width"):
@@ -118,12 +209,14 @@ class TrainConfig:
         With ``"preset"`` in ``values`` the preset fills model, model_cfg and its
         train settings first; the other keys of ``values`` override it.
         """
+        if not isinstance(values, dict):
+            raise ValueError(f"TrainConfig: expected a JSON object of fields, got {type(values).__name__}")
         unknown = sorted(set(values) - set(cls.field_names()))
         if unknown:
             raise ValueError(f"TrainConfig: unknown field(s) {unknown}; known: {cls.field_names()}")
         values = dict(values)
         if values.get("preset"):
-            values = {**preset_values(values["preset"]), **values}
+            values = merge_config_values(preset_values(values["preset"]), values)
         cfg = cls(**values)
         cfg._preset_applied = bool(values.get("preset"))
         return cfg
@@ -152,9 +245,21 @@ class TrainConfig:
         defaults = TrainConfig().to_dict()
         values = self.to_dict()
         for key, value in preset_values(self.preset).items():
-            if values[key] == defaults[key]:
+            if key in MERGED_FIELDS:
+                values[key] = merge_dicts(value, values[key])
+            elif values[key] == defaults[key]:
                 values[key] = value
         return TrainConfig(**values)
+
+
+def merge_config_values(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Config values ``base`` (a preset's, or a saved run's) overridden by ``override``: plain fields
+    are replaced, the dict fields (``model_cfg``, ``transform_opts``) merged key by key (:func:`merge_dicts`)."""
+    merged = {**base, **override}
+    for key in MERGED_FIELDS:
+        if key in override and isinstance(override[key], dict) and isinstance(base.get(key), dict):
+            merged[key] = merge_dicts(base[key], override[key])
+    return merged
 
 
 def preset_values(name: str) -> dict[str, Any]:

@@ -119,7 +119,18 @@ class ReIDDataset(Dataset):
             return torch.full((self.num_attributes,), -1, dtype=torch.int64)  # (K,)
         return torch.as_tensor(np.asarray(record.attributes), dtype=torch.int64)
 
-    def __getitem__(self, index: int) -> dict:
+    def __getitem__(self, index: int | tuple[int, int]) -> dict:
+        """``index``, or ``(index, seed)``: the sample's random augmentation then comes from ``seed``
+        alone (not from the worker's RNG stream), so a run resumed mid-epoch, with any number of
+        workers, draws the same augmentations (see :class:`reidlab.data.sampler.SeededBatches`)."""
+        if isinstance(index, tuple):
+            index, seed = index
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                return self._sample(int(index))
+        return self._sample(int(index))
+
+    def _sample(self, index: int) -> dict:
         record = self.records[index]
         image = self.cache[index] if self.cache is not None else read_image(record.path)
         keypoints = None if record.keypoints is None else np.asarray(record.keypoints, dtype=np.float32)

@@ -100,3 +100,31 @@ class PKSampler(Sampler[list[int]]):
     def __repr__(self) -> str:
         return (f"PKSampler(P={self.p}, K={self.k}, {len(self.identities)} identities, rank {self.rank}/{self.world_size}, "
                 f"{len(self)} batches per epoch)")
+
+
+class SeededBatches:
+    """The batches of ``sampler`` for one epoch, from step ``start`` on, each index paired with a seed.
+
+    ``ReIDDataset[(index, seed)]`` draws the sample's augmentation from ``seed``, which depends only on
+    (``seed``, epoch, step, position in the batch): the same in every worker and after a resume in the
+    middle of an epoch, so that a run stopped at any step boundary continues exactly.
+    """
+
+    def __init__(self, sampler: PKSampler, seed: int, start: int = 0, stop: int | None = None):
+        self.sampler, self.seed, self.start, self.stop = sampler, int(seed), int(start), stop
+
+    def _range(self) -> range:
+        total = len(self.sampler)
+        stop = total if self.stop is None else min(total, self.stop)
+        return range(min(self.start, stop), stop)
+
+    def sample_seed(self, step: int, position: int) -> int:
+        return int(np.random.SeedSequence([self.seed, self.sampler.epoch, step, position]).generate_state(1)[0])
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        batches = self.sampler._batches()
+        for step in self._range():
+            yield [(index, self.sample_seed(step, position)) for position, index in enumerate(batches[step])]
+
+    def __len__(self) -> int:
+        return len(self._range())

@@ -8,7 +8,13 @@
 Every :class:`~reidlab.config.TrainConfig` field is a ``train`` option
 (``--field-name``; dicts as JSON, tuples as several values, booleans as
 ``--flag/--no-flag``); ``--config file.json`` reads a whole config; options
-given explicitly override the file, which overrides the preset.
+given explicitly override the file, which overrides the preset. The dict
+options (``--model-cfg``, ``--transform-opts``) are *merged* key by key into the
+preset's (a key set to null removes it), so ``--preset mbgn/table2/Baseline
+--model-cfg '{"depth": 18}'`` is the Baseline with ResNet-18.
+
+``--resume`` reads the run's own ``config.json``; options given next to it
+override it (a line says which).
 """
 from __future__ import annotations
 
@@ -21,7 +27,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reidlab.config import TrainConfig
+from reidlab.config import TrainConfig, merge_config_values
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +37,16 @@ _HELP = {
     "model": "registered model name (bnneck, pcb, mgn, mbgn, msra, ...)",
     "model_cfg": "JSON dict of model builder arguments, e.g. '{\"depth\": 18}'",
     "preset": "named preset (reidlab.presets.list_presets()): model, model_cfg and train settings",
-    "resume": "continue from OUTPUT_DIR/checkpoint.pt",
-    "amp": "mixed precision: auto (bf16/fp16 on CUDA, off on CPU), bf16, fp16, off",
+    "resume": "continue the run in OUTPUT_DIR (its config.json and checkpoint.pt; options given override)",
+    "overwrite": "replace the run already in OUTPUT_DIR (only its own files are removed)",
+    "time_limit": "minutes: stop at a step boundary with a checkpoint that --resume continues exactly",
+    "skip_bad_images": "leave unreadable images out (listed) instead of stopping before the first epoch",
+    "allow_missing": "let a keypoint/attribute model run on images that lack them (ablations)",
+    "num_workers": "data-loader processes (default: the CPUs this process may use, at most 8)",
+    "protocol": "evaluation protocol: market (CMC/mAP/mINP) or cuhk03 (single-gallery-shot CMC)",
+    "check_finite": "stop at the first step whose loss, gradients or weights are NaN/inf",
+    "divergence_factor": "stop when the loss exceeds this x the first step's loss (lr far too high)",
+    "amp": "mixed precision: auto (bf16 where the device gains from it, fp16 + scaler on older GPUs), bf16, fp16, off",
     "schedule": "lr schedule: mbgn (constant then x decay per epoch), cosine, step, constant",
     "max_steps_per_epoch": "cap on steps per epoch (quick runs)",
     "eval_every": "evaluate every N epochs and after the last (0: only after the last, -1: never)",
@@ -46,7 +60,7 @@ def _option_type(tp):
     if tp is bool:
         return {"action": argparse.BooleanOptionalAction}
     if tp is dict or origin is dict:
-        return {"type": json.loads, "metavar": "JSON"}
+        return {"type": _json_option, "metavar": "JSON"}
     if origin is tuple:
         return {"type": type(args[0]) if not isinstance(args[0], type) else args[0], "nargs": "*"}
     if args and len(args) == 1:  # Optional[X]
@@ -64,19 +78,72 @@ def add_train_config_options(parser: argparse.ArgumentParser) -> None:
         kwargs = _option_type(hints[f.name])
         kwargs["default"] = None  # unset: the config file, preset or dataclass default applies
         kwargs["help"] = f"{_HELP.get(f.name, f.name.replace('_', ' '))} (default: {defaults[f.name]})"
-        group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
+        flags = ["--" + f.name.replace("_", "-")] + (["--root"] if f.name == "data_root" else [])
+        group.add_argument(*flags, dest=f.name, **kwargs)
     parser.add_argument("--config", help="JSON file with TrainConfig fields")
 
 
+def _json_option(text: str):
+    """argparse type for JSON options: a clear message instead of a JSONDecodeError traceback."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({error.msg} at character {error.pos}): {text}") from None
+
+
+def read_json_file(path: str | Path, what: str = "config") -> dict:
+    path = Path(path)
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{what} file {path} is not valid JSON: {error}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{what} file {path} must hold a JSON object of TrainConfig fields, not a {type(values).__name__}")
+    return values
+
+
+def _given_options(args: argparse.Namespace) -> dict:
+    return {name: getattr(args, name) for name in TrainConfig.field_names() if getattr(args, name, None) is not None}
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    values: dict = {}
-    if getattr(args, "config", None):
-        values.update(json.loads(Path(args.config).read_text()))
-    for name in TrainConfig.field_names():
-        value = getattr(args, name, None)
-        if value is not None:
-            values[name] = value
+    """The run's config: preset <- ``--config`` file <- options given (dicts merged key by key).
+
+    With ``--resume`` the run's saved ``config.json`` is the base instead, and the options given
+    override it (logged). Without ``--dataset``, a ``--data-root`` is inspected, never generated into."""
+    given = _given_options(args)
+    if given.get("resume"):
+        saved = Path(given.get("output_dir") or TrainConfig().output_dir) / "config.json"
+        if saved.exists():
+            base = read_json_file(saved, "run config")
+            base.pop("resume", None)
+            changed = {k: v for k, v in given.items() if k not in ("resume", "output_dir") and base.get(k) != v}
+            if changed:
+                print("resume: overriding the run's config.json with " +
+                      ", ".join(f"{k}={v!r} (was {base.get(k)!r})" for k, v in changed.items()))
+            values = merge_config_values(base, given)
+            values.pop("overwrite", None)
+            return TrainConfig.from_dict(values)
+        log.warning("--resume: no config.json in %s; using the options given", saved.parent)
+    values: dict = read_json_file(args.config) if getattr(args, "config", None) else {}
+    values = merge_config_values(values, given)
+    if values.get("data_root") and not values.get("dataset"):
+        values["dataset"] = _detect_dataset(values["data_root"])
     return TrainConfig.from_dict(values)
+
+
+def _detect_dataset(root: str) -> str:
+    """The dataset name for a ``--data-root`` given without ``--dataset`` (never the generator on a user folder)."""
+    from reidlab.data import detect_dataset
+
+    name = detect_dataset(root)
+    if name is None:
+        raise ValueError(f"--data-root {root}: cannot tell which dataset this is; name it with --dataset "
+                         f"(market1501, dukemtmc, cuhk03, cuhk01, folder, synthetic)")
+    print(f"--dataset not given: {root} looks like {name}")
+    return name
 
 
 # ----------------------------------------------------------------------------- train
@@ -85,16 +152,18 @@ def _cmd_train(args) -> int:
     from reidlab.engine.trainer import Trainer
 
     cfg = config_from_args(args)
-    trainer = Trainer(cfg)
-    print(f"training {cfg.model} on {trainer.split!r} for {cfg.epochs} epochs -> {cfg.output_dir}")
+    trainer = Trainer(cfg, trust_checkpoint=args.trust_checkpoint)
+    print(f"training {cfg.model} {json.dumps(cfg.model_cfg, sort_keys=True)} "
+          f"({'preset ' + cfg.preset if cfg.preset else 'no preset'}) at {cfg.height}x{cfg.width} on "
+          f"{trainer.split!r} for {cfg.epochs} epochs -> {cfg.output_dir}")
     result = trainer.fit()
-    if trainer.is_main:
+    if trainer.is_main and result.completed:
         _print_metrics(result.metrics, chance_level(trainer.split))
         print(f"checkpoint: {result.checkpoint}\nlog: {Path(cfg.output_dir) / 'log.jsonl'}")
     from reidlab.engine.distributed import cleanup
 
     cleanup()  # leave the torchrun process group cleanly
-    return 0
+    return {"completed": 0, "time_limit": 0, "interrupted": 130}[result.status]
 
 
 def _print_metrics(metrics: dict | None, chance: dict | None = None) -> None:
@@ -114,15 +183,24 @@ def _cmd_evaluate(args) -> int:
     from reidlab.engine.evaluate import chance_level, evaluate, results_frame
     from reidlab.engine.trainer import load_checkpoint_model
 
+    from reidlab.engine.checkpoint import load_checkpoint
+
     path = Path(args.checkpoint)
-    _, cfg = load_checkpoint_model(path, device="cpu")  # config first: which dataset by default
-    dataset = args.dataset or cfg.dataset
-    root = args.data_root or cfg.data_root
-    split = load_dataset(dataset, root)
-    model, cfg = load_checkpoint_model(path, device=args.device, split=split)
+    saved = load_checkpoint(path, trust=args.trust_checkpoint)["cfg"]  # which dataset, by default
+    dataset = args.dataset or saved.get("dataset")
+    root = args.data_root or saved.get("data_root")
+    # Never generate data into a path read from a checkpoint: a missing dataset is an error.
+    split = load_dataset(dataset, root, generate=False)
+    model, cfg = load_checkpoint_model(path, device=args.device, split=split, trust=args.trust_checkpoint)
+    needed = set(getattr(model, "requires", set())) & {"keypoints", "attributes"}
+    if needed:
+        from reidlab.data.records import check_requirements
+
+        check_requirements(split, needed, allow_missing=args.allow_missing)
     result = evaluate(
         model, split, args.height or cfg.height, args.width or cfg.width, batch_size=args.batch_size,
         flip=args.flip, metric=args.metric, rerank=args.rerank, device=args.device, num_workers=args.num_workers,
+        protocol=args.protocol,
     )
     _print_metrics(result, chance_level(split))
     frame = results_frame({f"{cfg.model}@{dataset}": result})
@@ -151,6 +229,7 @@ class DemoSettings:
     schedule: str = "constant"
     num_workers: int = 2
     eval_every: int = 0  # evaluate once, after the last epoch
+    overwrite: bool = True  # runs/demo is the demo's own folder: each `make demo` replaces it
 
     def train_config(self, **overrides) -> TrainConfig:
         values = dataclasses.asdict(self)
@@ -171,7 +250,7 @@ def run_demo(settings: DemoSettings | None = None, **overrides):
     split = load_synthetic(settings.data_root)
     print(split)
     print(split.summary().to_string())
-    if split.attribute_spec is not None:
+    if split.attribute_spec:
         print(f"attributes: {len(split.attribute_spec)} ({', '.join(split.attribute_spec.names[:8])}, ...)")
     cfg = settings.train_config(**overrides)
     print(f"\n2/3 train: {cfg.model} {cfg.model_cfg} at {cfg.height}x{cfg.width}, {cfg.epochs} epochs, "
@@ -205,17 +284,26 @@ def add_commands(sub) -> None:
     """Add ``train``, ``evaluate`` and ``demo`` to the ``reidlab`` subparsers."""
     p = sub.add_parser("train", help="train a model (TrainConfig fields as options)")
     add_train_config_options(p)
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="--resume from a checkpoint that needs full unpickling (older reidlab files): it can run code")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="evaluate a training checkpoint (rank-1, mAP, mINP)")
     p.add_argument("--checkpoint", required=True, help="checkpoint.pt or the run folder holding it")
     p.add_argument("--dataset", default=None, help="dataset name (default: the one trained on)")
-    p.add_argument("--data-root", default=None, help="dataset folder (default: the one trained on)")
+    p.add_argument("--data-root", "--root", dest="data_root", default=None,
+                   help="dataset folder (default: the one trained on; never generated into)")
     p.add_argument("--height", type=int, default=None)
     p.add_argument("--width", type=int, default=None)
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--flip", action="store_true", help="average features with the mirrored image's")
-    p.add_argument("--metric", default="euclidean", help="euclidean or cosine")
+    p.add_argument("--metric", default="euclidean", choices=("euclidean", "cosine"))
+    p.add_argument("--protocol", default="market", choices=("market", "cuhk03"),
+                   help="market: CMC/mAP/mINP; cuhk03: the single-gallery-shot CMC (mAP on the full gallery)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow a checkpoint that needs full unpickling (older reidlab files): it can run code")
+    p.add_argument("--allow-missing", action="store_true",
+                   help="evaluate a keypoint/attribute model on images that lack them")
     p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
     p.add_argument("--device", default="auto")
     p.add_argument("--num-workers", type=int, default=2)
@@ -223,7 +311,8 @@ def add_commands(sub) -> None:
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("demo", help="the whole job on the built-in synthetic data, on a CPU in a few minutes")
-    p.add_argument("--data-root", default=None, help=f"synthetic dataset folder (default: {DemoSettings.data_root})")
+    p.add_argument("--data-root", "--root", dest="data_root", default=None,
+                   help=f"synthetic dataset folder (default: {DemoSettings.data_root})")
     p.add_argument("--output-dir", default=None, help=f"run folder (default: {DemoSettings.output_dir})")
     p.add_argument("--epochs", type=int, default=None, help=f"(default: {DemoSettings.epochs})")
     p.set_defaults(func=_cmd_demo)

@@ -117,13 +117,16 @@ def evaluate(
     max_rank: int = 50,
     progress: bool = True,
     return_features: bool = False,
+    protocol: str = "market",
 ) -> dict:
     """Query vs gallery retrieval of ``split`` with ``model``: the dict of
     :func:`reidlab.engine.metrics.evaluate_ranking` (rank1, rank5, rank10, mAP,
     mINP as fractions, cmc, counts) plus ``metric``, ``rerank``, ``flip``.
 
     ``rerank=True`` applies k-reciprocal re-ranking (Zhong et al. 2017) to the
-    distances. ``return_features=True`` adds ``query_features``,
+    distances. ``protocol="cuhk03"``: the CMC (rank-k) is CUHK03's classic
+    single-gallery-shot CMC (10 seeded draws of one gallery image per identity);
+    mAP and mINP stay on the full gallery. ``return_features=True`` adds ``query_features``,
     ``gallery_features`` and ``distmat`` (for plots).
     """
     from reidlab.engine.distance import pairwise_distance
@@ -131,6 +134,10 @@ def evaluate(
 
     if not split.query or not split.gallery:
         raise ValueError(f"evaluate: split {split.name!r} has an empty query or gallery set")
+    if protocol not in ("market", "cuhk03"):
+        raise ValueError(f"evaluate: protocol must be 'market' or 'cuhk03', got {protocol!r}")
+    if metric not in ("euclidean", "cosine"):
+        raise ValueError(f"evaluate: metric must be 'euclidean' or 'cosine', got {metric!r}")
     common = dict(height=height, width=width, batch_size=batch_size, flip=flip, device=device,
                   num_workers=num_workers, progress=progress)
     qf = extract_features(model, split.query, desc="query features", **common)
@@ -153,8 +160,11 @@ def evaluate(
     g_pids = np.array([r.pid for r in split.gallery])
     q_camids = np.array([r.camid for r in split.query])
     g_camids = np.array([r.camid for r in split.gallery])
-    result = dict(evaluate_ranking(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank))
-    result.update(metric=metric, rerank=rerank, flip=flip)
+    if not np.isfinite(distmat).all():
+        raise ValueError("evaluate: the model gave non-finite features (NaN/inf); the model's weights are broken")
+    result = dict(evaluate_ranking(distmat, q_pids, g_pids, q_camids, g_camids, max_rank=max_rank,
+                                   single_gallery_shot=protocol == "cuhk03"))
+    result.update(metric=metric, rerank=rerank, flip=flip, protocol=protocol)
     if return_features:
         result.update(query_features=qf, gallery_features=gf, distmat=distmat)
     return result

@@ -118,6 +118,9 @@ def _tensor(value, device) -> torch.Tensor:
     tensor = value.detach() if isinstance(value, torch.Tensor) else torch.as_tensor(np.asarray(value))
     if tensor.dim() != 2:
         raise ValueError(f"re_ranking: expected a 2-D array, got shape {tuple(tensor.shape)}")
+    if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+        bad = int((~torch.isfinite(tensor)).any(dim=1).sum())
+        raise ValueError(f"re_ranking: {bad} row(s) of the input hold NaN or inf (features of a broken model?)")
     return tensor.to(device)
 
 

@@ -47,6 +47,18 @@ class _SplitForward(nn.Module):
         return self.forward_head(self.forward_features(images))
 
 
+def check_stripe_rows(model: str, feature_map: torch.Tensor, stripes: int) -> None:
+    """Refuse a feature map with fewer rows than stripes: adaptive pooling would repeat rows and
+    train a model whose "parts" are copies of each other, silently."""
+    rows = feature_map.shape[-2]
+    if rows < stripes:
+        raise ValueError(
+            f"{model}: {stripes} horizontal stripes need a feature map of >= {stripes} rows, but this input gives "
+            f"{rows} (feature map {tuple(feature_map.shape[-2:])}); use a taller input (e.g. --height "
+            f"{stripes * 16} with last_stride=1) or fewer stripes"
+        )
+
+
 class BNNeckBaseline(_SplitForward):
     """Global ResNet + BNNeck (BoT, Luo et al. 2019): the strong baseline.
 
@@ -136,6 +148,7 @@ class PCBBaseline(_SplitForward):
         return self.backbone(images)  # (B, C, h, w)
 
     def forward_head(self, feature_map: torch.Tensor) -> dict:
+        check_stripe_rows("PCB", feature_map, self.num_stripes)
         stripes = pool2d(feature_map, "avg", (self.num_stripes, 1))  # (B, C, S, 1)
         reduced = [
             reduce(stripes[:, :, i : i + 1, :]).flatten(1)  # (B, 256)
@@ -173,6 +186,7 @@ class MGNBranch(nn.Module):
         branch_map = self.layer4(shared_map)  # (B, C, h, w)
         pooled = [pool2d(branch_map, self.pooling)]  # [(B, C, 1, 1)]
         if self.parts > 0:
+            check_stripe_rows("MGN", branch_map, self.parts)
             stripes = pool2d(branch_map, self.pooling, (self.parts, 1))  # (B, C, parts, 1)
             pooled += [stripes[:, :, i : i + 1, :] for i in range(self.parts)]
         reduced = [reduce(p).flatten(1) for reduce, p in zip(self.reductions, pooled)]  # (1+parts) x (B, 256)
