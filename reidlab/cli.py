@@ -70,6 +70,14 @@ def _add_engine_commands(sub) -> None:
     except ImportError:  # engine not built yet
         return
     add_commands(sub)
+    from reidlab.engine.pretrain import add_pretrain_command
+
+    add_pretrain_command(sub)
+    try:
+        from reidlab.ablation import add_ablate_command
+    except ImportError:  # the ablation workbench needs the notebooks extra (papermill, dask)
+        return
+    add_ablate_command(sub)
 
 
 def user_errors() -> tuple[type[BaseException], ...]:

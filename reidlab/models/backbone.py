@@ -6,6 +6,12 @@ an explicit file, the ``REIDLAB_WEIGHTS_DIR`` folder, or the torch hub cache
 downloaded: these machines are offline, and a hanging download is worse than a
 clear message. When no file is found, training starts from scratch and one
 line says where to put the weights.
+
+``pretrained="synthetic"`` reads the backbone that ``reidlab pretrain``
+(:mod:`reidlab.engine.pretrain`) trained on a large synthetic corpus, the
+workbench's stand-in for ImageNet: ``resnet{depth}-synthetic.pth`` in
+``REIDLAB_WEIGHTS_DIR`` or ``data/pretrained/``; a missing file is an error that
+says how to make it.
 """
 from __future__ import annotations
 
@@ -28,6 +34,33 @@ TORCHVISION_WEIGHT_FILES = {
     101: "resnet101-63fe2227.pth",
 }
 STAGE_CHANNELS = {18: (64, 128, 256, 512), 34: (64, 128, 256, 512), 50: (256, 512, 1024, 2048), 101: (256, 512, 1024, 2048)}
+
+
+def default_data_dir() -> Path:
+    """``$REIDLAB_DATA_DIR``, else the ``data/`` folder of the working tree this package runs from
+    (so a notebook in ``notebooks/`` and a command at the top level find the same files), else ./data."""
+    if os.environ.get("REIDLAB_DATA_DIR"):
+        return Path(os.environ["REIDLAB_DATA_DIR"])
+    tree = Path(__file__).resolve().parents[2]
+    if (tree / "pyproject.toml").exists() and (tree / "reidlab").is_dir():
+        return tree / "data"
+    return Path("data")
+
+
+def synthetic_weight_file(depth: int, search: bool = True) -> Path:
+    """The synthetic-pretrained ResNet-``depth`` file: the first that exists of
+    ``$REIDLAB_WEIGHTS_DIR/resnet{depth}-synthetic.pth`` and ``data/pretrained/...`` (``search=False``:
+    where ``reidlab pretrain`` writes it). Missing: a FileNotFoundError saying how to make it."""
+    name = f"resnet{depth}-synthetic.pth"
+    places = ([Path(os.environ["REIDLAB_WEIGHTS_DIR"]) / name] if os.environ.get("REIDLAB_WEIGHTS_DIR") else [])
+    places.append(default_data_dir() / "pretrained" / name)
+    if not search:
+        return places[-1]
+    for path in places:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"no synthetic-pretrained ResNet-{depth} backbone (looked in "
+                            f"{', '.join(str(p) for p in places)}); make it with `reidlab pretrain --depth {depth}`")
 
 
 def weight_search_paths(depth: int) -> list[Path]:
@@ -63,7 +96,7 @@ def load_imagenet_weights(net: nn.Module, depth: int, weights: str | os.PathLike
                 raise ValueError(
                     f"{path} does not fit ResNet-{depth}: missing {missing[:5]}, unexpected {unexpected[:5]}"
                 )
-            log.info("loaded ImageNet weights from %s", path)
+            log.info("loaded backbone weights from %s", path)
             return True
     log.warning(
         "No ImageNet weights for ResNet-%d (looked in %s); training from scratch. "
@@ -85,15 +118,18 @@ class ResNetBackbone(nn.Module):
     def __init__(self, depth: int = 50, last_stride: int = 1, pretrained: bool | str = True):
         super().__init__()
         if depth not in TORCHVISION_WEIGHT_FILES:
-            raise ValueError(f"depth must be one of {sorted(TORCHVISION_WEIGHT_FILES)}, got {depth}")
+            raise ValueError(f"depth must be one of {sorted(TORCHVISION_WEIGHT_FILES)}, got {depth!r} ({type(depth).__name__})")
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
         net = getattr(torchvision.models, f"resnet{depth}")(weights=None)
         self.pretrained_loaded = False
+        if pretrained == "synthetic":
+            pretrained = synthetic_weight_file(depth)
         if pretrained:
             self.pretrained_loaded = load_imagenet_weights(
                 net, depth, pretrained if isinstance(pretrained, (str, os.PathLike)) else None
             )
+        self.pretrained_source = str(pretrained) if self.pretrained_loaded else None
         if last_stride == 1:
             set_stride(net.layer4, 1)
         self.depth = depth
