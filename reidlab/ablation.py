@@ -214,12 +214,12 @@ def train_config_from_params(params: dict[str, Any], default_output_root: str | 
     """The :class:`~reidlab.config.TrainConfig` of one notebook run.
 
     The preset fills model, model_cfg and the paper's train settings; ``model_cfg`` is merged
-    into the preset's (its keys win, ``null`` included: ``{"attention": null}`` means no
-    attention); the size/schedule parameters override the preset unless 0. The run trains
+    into the preset's by :class:`~reidlab.config.TrainConfig` (its keys win, a key set to
+    ``null`` is removed); the size/schedule parameters override the preset unless 0. The run trains
     with ``resume=True``: a re-run continues from the folder's checkpoint, a fresh folder
     starts from scratch. A folder that holds a run with other settings is an error.
     """
-    from reidlab.config import TrainConfig, preset_values
+    from reidlab.config import TrainConfig, merge_dicts
 
     params = normalize_parameters(params)
     user_cfg = parse_model_cfg(params["model_cfg"])
@@ -229,15 +229,13 @@ def train_config_from_params(params: dict[str, Any], default_output_root: str | 
         if params["model"] and params["model"] != preset.model:
             raise ValueError(f"parameters: preset {preset.name!r} builds {preset.model!r}; "
                              f"model={params['model']!r} contradicts it (give one of the two)")
-        values.update(preset_values(preset.name))
-        values["preset"] = preset.name
-        values["model_cfg"] = {**preset.model_cfg, **user_cfg}
+        values.update(preset=preset.name, model_cfg=user_cfg)  # TrainConfig merges it into the preset's
     elif params["model"]:
         from reidlab.models import list_models
 
         if params["model"] not in list_models():
             raise ValueError(f"parameters: unknown model {params['model']!r}; known: {', '.join(list_models())}")
-        values.update(model=params["model"], model_cfg=user_cfg)
+        values.update(model=params["model"], model_cfg=merge_dicts({}, user_cfg))
     else:
         raise ValueError("parameters: give a preset (reidlab.presets.list_presets()) or a model name")
     for name in ("epochs", "height", "width", "batch_p", "batch_k"):

@@ -196,20 +196,19 @@ def _ablate(*args, **kwargs) -> subprocess.Popen:
 
 
 def test_batch_on_local_cluster_with_a_failing_run(tmp_path, tiny_data):
-    """Two good runs and one that fails (an impossible ResNet depth): the failure is recorded with its
-    error, traceback and partial notebook, the others finish, the exit code is 1; a second call
-    skips the finished runs and retries the failed one."""
+    """A good run and one that fails (an impossible ResNet depth): the failure is recorded with its
+    error, traceback and partial notebook, the other finishes, the exit code is 1; a second call
+    skips the finished run and retries the failed one."""
     pytest.importorskip("distributed")
-    spec = _grid(tmp_path, tiny_data, "  - preset: baseline/bnneck\n  - preset: baseline/pcb\n"
-                                      "  - {preset: baseline/bnneck, model_cfg: {depth: 7}}\n")
+    spec = _grid(tmp_path, tiny_data, "  - preset: baseline/bnneck\n  - {preset: baseline/bnneck, model_cfg: {depth: 7}}\n")
     batch = tmp_path / "batch"
     proc = _ablate(spec, "--output-dir", batch, "--workers", 2, "--threads-per-run", 1)
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 1, out
     table = collect(batch).set_index("run")
-    assert len(table) == 3, out
+    assert len(table) == 2, out
     ok = table[table.status == "ok"]
-    assert sorted(ok.preset) == ["baseline/bnneck", "baseline/pcb"], out
+    assert list(ok.preset) == ["baseline/bnneck"] and ok.iloc[0].model_cfg == '{"depth": 18, "pretrained": false}', out
     assert (ok.rank1 > 0).all() and (ok.mAP > 0).all() and (ok.images_per_s > 0).all()
     for run_dir in ok.run_dir:
         assert {"notebook.ipynb", "checkpoint.pt", "log.jsonl", "papermill.log", "results.json"} <= {
@@ -225,7 +224,7 @@ def test_batch_on_local_cluster_with_a_failing_run(tmp_path, tiny_data):
     stamps = {r: Path(d, "results.json").stat().st_mtime_ns for r, d in ok.run_dir.items()}
     proc = _ablate(spec, "--output-dir", batch, "--workers", 1, "--threads-per-run", 1)
     out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 1 and "2 already finished, 1 to run" in out, out
+    assert proc.returncode == 1 and "1 already finished, 1 to run" in out, out
     assert stamps == {r: Path(d, "results.json").stat().st_mtime_ns for r, d in ok.run_dir.items()}
 
 
@@ -233,8 +232,7 @@ def test_killed_batch_resumes_to_the_full_table(tmp_path, tiny_data):
     """SIGTERM the batch process after its first run finished; the re-run skips that run and
     completes the table; no run process is left behind."""
     pytest.importorskip("distributed")
-    spec = _grid(tmp_path, tiny_data, "  - {preset: baseline/bnneck, seed: 0}\n  - {preset: baseline/bnneck, seed: 1}\n"
-                                      "  - {preset: baseline/bnneck, seed: 2}\n")
+    spec = _grid(tmp_path, tiny_data, "  - {preset: baseline/bnneck, seed: 0}\n  - {preset: baseline/bnneck, seed: 1}\n")
     batch = tmp_path / "batch"
     proc = _ablate(spec, "--output-dir", batch, "--workers", 1, "--threads-per-run", 1)
     deadline = time.time() + 240
@@ -246,7 +244,7 @@ def test_killed_batch_resumes_to_the_full_table(tmp_path, tiny_data):
     assert proc.returncode == 130, out
     first = collect(batch)
     finished = first[first.status == "ok"]
-    assert 1 <= len(finished) < 3, first[["run", "status"]]
+    assert len(finished) == 1, first[["run", "status"]]
     time.sleep(1.5)  # the run children notice their worker is gone within a second
     leftovers = subprocess.run(["pgrep", "-f", f"_execute.*{batch}"], capture_output=True, text=True).stdout.split()
     assert not leftovers, f"run processes left behind: {leftovers}"
@@ -256,7 +254,7 @@ def test_killed_batch_resumes_to_the_full_table(tmp_path, tiny_data):
     assert proc.returncode == 0, out
     assert f"{len(finished)} already finished" in out
     table = collect(batch)
-    assert len(table) == 3 and (table.status == "ok").all() and sorted(table.seed) == [0, 1, 2]
+    assert len(table) == 2 and (table.status == "ok").all() and sorted(table.seed) == [0, 1]
     assert stamp == {d: Path(d, "results.json").stat().st_mtime_ns for d in finished.run_dir}
 
 
@@ -282,14 +280,14 @@ def test_batch_on_a_separately_started_dask_cluster(tmp_path, tiny_data):
                                "--nworkers", "1", "--host", "127.0.0.1", "--no-dashboard"],
                               stdout=open(logs / "worker.log", "w"), stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
     try:
-        spec = _grid(tmp_path, tiny_data, "  - preset: baseline/bnneck\n  - preset: baseline/mgn\n")
+        spec = _grid(tmp_path, tiny_data, "  - {preset: baseline/bnneck, seed: 3}\n")
         batch = tmp_path / "batch"
         proc = _ablate(spec, "--output-dir", batch, "--scheduler", address, "--threads-per-run", 1)
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out + (logs / "worker.log").read_text()[-3000:]
         assert f"scheduler {address}" in out
         table = collect(batch)
-        assert sorted(table.preset) == ["baseline/bnneck", "baseline/mgn"] and (table.status == "ok").all()
+        assert list(table.preset) == ["baseline/bnneck"] and (table.status == "ok").all()
         assert (table.rank1 > 0).all()
     finally:
         for proc in (worker, scheduler):  # stop by process id
