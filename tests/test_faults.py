@@ -428,3 +428,13 @@ def test_root_and_data_root_are_one_option(tmp_path, synthetic_root, capsys):
     assert code == 0 and "train" in out
     code, out2, _ = cli(["summary", "synthetic", "--root", synthetic_root], capsys)
     assert out2 == out
+
+
+@pytest.mark.parametrize("preset", TABLE2)
+def test_a_saved_config_builds_the_same_model_again(preset):
+    import dataclasses
+
+    cfg = TrainConfig.from_dict({"preset": preset, "model_cfg": {"depth": 18}})
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))  # as resume / evaluate read it back
+    assert again.model_cfg == cfg.model_cfg
+    assert dataclasses.replace(cfg, epochs=3).resolved().model_cfg == cfg.model_cfg

@@ -51,7 +51,7 @@ FUSIONS: dict[str, list[tuple[tuple[float, ...], str, tuple[tuple[int, ...], ...
     "m+c": [(BODY_RATIO, "B", ((0, 1), (1, 2), (2, 3), (3, 4), (0, 1, 2), (1, 2, 3), (2, 3, 4)))],
     "mgn": [((1.0, 1.0), "H", ((0,), (1,))), ((1.0, 1.0, 1.0), "T", ((0,), (1,), (2,)))],  # MGN's splits
 }
-ATTENTIONS = ("gsrpa", "cbam", None)
+ATTENTIONS = ("gsrpa", "cbam", None)  # "none" is accepted for None (a null in a config merge removes a key)
 
 
 def _pair(size) -> tuple[int, int]:
@@ -198,6 +198,7 @@ class MBGN(nn.Module):
         super().__init__()
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
+        attention = None if attention == "none" else attention  # "none": no attention, also in JSON configs
         if attention not in ATTENTIONS:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {attention!r}")
         if not 0 <= num_attention_stages <= 4:

@@ -29,7 +29,7 @@ TRAIN_CFG = {
     "width": INPUT_SIZE[1],
 }
 BASELINE = dict(
-    use_global_branch=False, use_aabs=False, attention=None, num_attention_stages=4, fusion="pcb", use_structure=False
+    use_global_branch=False, use_aabs=False, attention="none", num_attention_stages=4, fusion="pcb", use_structure=False
 )
 FULL = dict(use_global_branch=True, use_aabs=True, attention="gsrpa", num_attention_stages=4, fusion="m+f", use_structure=True)
 
