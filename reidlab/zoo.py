@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 HEIGHT, WIDTH, DEPTH = 128, 64, 18
 # The notebooks' own small pretraining: about 5 minutes here (the full `reidlab pretrain` is larger).
-ZOO_PRETRAIN = PretrainSettings(depth=DEPTH, height=HEIGHT, width=WIDTH, num_ids=600, images_per_id=8, epochs=3)
+ZOO_PRETRAIN = PretrainSettings(depth=DEPTH, height=HEIGHT, width=WIDTH, num_ids=600, images_per_id=8, epochs=3, amp="off")
 
 
 @dataclass(frozen=True)
