@@ -55,7 +55,8 @@ def main() -> None:
         height=args.height, width=args.width, epochs=args.epochs, max_steps_per_epoch=args.steps_per_epoch,
         batch_p=args.batch_p, batch_k=args.batch_k, lr=args.lr, schedule="constant", warmup_epochs=0,
         eval_every=0, seed=args.seed, device=args.device, num_workers=2,
-        output_dir=f"runs/train_synthetic/{args.preset.replace('/', '_')}",
+        output_dir=f"runs/train_synthetic/{args.tag or args.preset.replace('/', '_')}_seed{args.seed}",
+        overwrite=True,  # the script's own run folder under runs/train_synthetic
     )
     start = time.perf_counter()
     result = train(cfg, split=split)
