@@ -196,7 +196,7 @@ def _cmd_evaluate(args) -> int:
     if needed:
         from reidlab.data.records import check_requirements
 
-        check_requirements(split, needed, allow_missing=args.allow_missing)
+        check_requirements(split, needed, allow_missing=args.allow_missing, subsets=("query", "gallery"))
     result = evaluate(
         model, split, args.height or cfg.height, args.width or cfg.width, batch_size=args.batch_size,
         flip=args.flip, metric=args.metric, rerank=args.rerank, device=args.device, num_workers=args.num_workers,
