@@ -1,11 +1,14 @@
-# The two set-up commands of the README: `make demo` and `make test`.
+# The set-up commands of the README: `make demo`, `make test`, `make notebooks`, `make lab`.
 # Each bootstraps a local .venv when it is missing (pip only; conda users see environment.yml).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.reidlab-installed
+CHROMIUM ?= /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+NBVAL := --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 
-.PHONY: demo test lab bench venv clean-venv
+.PHONY: demo test notebooks zoo chromium lab bench venv clean-venv
 
 venv: $(STAMP)
 
@@ -15,11 +18,27 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e '.[notebooks,dev]'
 	@touch $(STAMP)
 
+# The tour and one training run through papermill -> runs/demo/ (executed notebooks + HTML).
 demo: $(STAMP)
-	$(PY) -m reidlab.cli demo
+	$(PY) -m reidlab.demo
 
-test: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider tests $(if $(wildcard notebooks/*.ipynb),--nbval-lax notebooks,)
+# The notebooks' trained models (runs/notebooks/, cached: a second call only checks them).
+zoo: $(STAMP)
+	$(PY) -m reidlab.zoo
+
+# The browser tests drive Debian's chromium through Playwright (never `playwright install`).
+chromium:
+	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) missing: installing Debian's chromium with apt-get (browser tests)"; \
+		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
+
+# Unit tests + every notebook re-executed under strict nbval (outputs compared, not --nbval-lax).
+test: $(STAMP) zoo chromium
+	$(PY) -m pytest -q -p no:cacheprovider tests notebooks $(NBVAL)
+
+# Re-execute every notebook in place (stored outputs), after the zoo.
+notebooks: $(STAMP) zoo
+	cd notebooks && for nb in [0-9]*.ipynb; do echo "== $$nb"; \
+		../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 $$nb || exit 1; done
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
