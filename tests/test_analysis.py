@@ -126,3 +126,29 @@ def test_parts_before_after_figure_draws_both_plane_sets():
     assert len(fig.layout.shapes) == 2 * 2 * 4 and len(dashed) == 8
     ys = sorted(float(s.y0) + 0.5 for s in dashed if s.xref == "x")
     assert ys == sorted(float(v) for v in np.asarray(initial_planes(24)) * H / 24)
+
+
+def test_table3_reported_and_choose_pair():
+    reported = A.table3_reported()
+    assert reported["m+f"] == (92.8, 81.0) and reported["pcb"] == (90.4, 74.6) and len(reported) == 5
+    a, b, c = A.choose_pair([5, 7, 5, 9, 7], [1, 2, 3, 1, 2], seed=0)
+    assert (a, b) == (0, 2) and c in (1, 3, 4)
+    with pytest.raises(ValueError, match="two cameras"):
+        A.choose_pair([5, 5], [1, 1])
+    table = pd.DataFrame({"same": [True, False, False], "distance": [0.1, 0.3, 0.5]})
+    fig = A.pair_distance_figure({"trained": table})
+    assert [list(t.y) for t in fig.data] == [[0.1], [0.3, 0.5]]
+
+
+def test_involution_panel_redraws_on_pixel_and_stage(mbgn):
+    images = torch.randn(2, 3, H, W, generator=torch.Generator().manual_seed(3))
+    panel = A.InvolutionPanel({"a": mbgn}, images, stage="layer1", groups=2)
+    before = np.asarray(panel.figure.data[2].z, float)
+    panel.col.value = 1
+    after = np.asarray(panel.figure.data[2].z, float)
+    assert not np.allclose(before, after)
+    expected = A.involution_kernels(mbgn, images, "layer1", (panel.row.value, 1), 0)[0]
+    np.testing.assert_allclose(after, expected, rtol=1e-3, atol=1e-6)
+    panel.stage.value = "layer3"  # 8x4 map: the row slider shrinks with it
+    assert panel.row.max == 7 and panel.row.value <= 7
+    assert "layer3" in panel.figure.layout.title.text

@@ -248,7 +248,60 @@ def fusion_strategies_figure(image, planes, feature_height: int, fusions: Sequen
     return fig
 
 
+TABLE3_PRESETS = {"pcb": "mbgn/table3/PCB", "m": "mbgn/table3/AABS+M", "m+f": "mbgn/table3/AABS+M+F",
+                  "m+c": "mbgn/table3/AABS+M+C", "mgn": "mbgn/table3/MGN"}
+
+
+def table3_reported(dataset: str = "market1501") -> dict[str, tuple[float, float]]:
+    """MBGN Table 3 as the paper reports it: fusion -> (rank-1, mAP) in %, from the presets."""
+    from reidlab.presets import get_preset
+
+    out = {}
+    for fusion, name in TABLE3_PRESETS.items():
+        reported = get_preset(name).reported.get(dataset, {})
+        if "rank1" in reported and "mAP" in reported:
+            out[fusion] = (float(reported["rank1"]), float(reported["mAP"]))
+    return out
+
+
 # ----------------------------------------------------------------------------- structure feature
+def choose_pair(pids, camids, seed: int = 0) -> tuple[int, int, int]:
+    """Three indices ``(a, b, c)``: ``a`` and ``b`` show the same person from two cameras, ``c``
+    another person (seeded choice among the possible ones)."""
+    pids, camids = np.asarray(pids), np.asarray(camids)
+    rng = np.random.default_rng(seed)
+    pairs = [(i, j) for i in range(len(pids)) for j in range(i + 1, len(pids))
+             if pids[i] == pids[j] and camids[i] != camids[j]]
+    if not pairs:
+        raise ValueError("choose_pair: no two images of one person from two cameras among the given ones")
+    a, b = pairs[int(rng.integers(len(pairs)))]
+    others = np.flatnonzero(pids != pids[a])
+    if not len(others):
+        raise ValueError("choose_pair: every image shows the same person")
+    return int(a), int(b), int(others[int(rng.integers(len(others)))])
+
+
+def pair_distance_figure(tables: Mapping[str, pd.DataFrame], title: str = "") -> go.Figure:
+    """Box plots of :func:`structure_pair_distances` per model: same person vs different people
+    (2 traces per model)."""
+    if not tables:
+        raise ValueError("pair_distance_figure: no tables given")
+    fig = go.Figure()
+    for same, colour in ((True, "#54a24b"), (False, "#e45756")):
+        xs, ys = [], []
+        for name, table in tables.items():
+            part = table[table["same"] == same]
+            xs += [name] * len(part)
+            ys += list(round_sig(part["distance"].to_numpy()))
+        fig.add_trace(go.Box(x=xs, y=ys, name="same person" if same else "different people", marker_color=colour,
+                             boxpoints=False))
+    fig.update_layout(boxmode="group", title=dict(text=title or "structure similarity: mean |difference| of a pair",
+                                                  font_size=12),
+                      yaxis_title="mean |S_a - S_b| (45 entries)", height=360, autosize=True,
+                      margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=-0.15))
+    return fig
+
+
 def structure_pair_distances(similarity, pids, max_pairs: int = 2000, seed: int = 0) -> pd.DataFrame:
     """How different two images' 10 x 10 structure similarities are, for pairs of the same person
     and pairs of different people: one row per pair, ``i, j, same, distance`` (mean absolute
@@ -349,6 +402,64 @@ def involution_kernel_figure(image, kernels, pixel: tuple[int, int], map_size: t
     return fig
 
 
+def _panel_base():
+    from .widgets import Panel
+
+    return Panel
+
+
+class InvolutionPanel(_panel_base()):
+    """Pick an image, a GSRPA stage and a pixel: the involution kernels there
+    (:func:`involution_kernels`, :func:`involution_kernel_figure`). ``models``: name -> model
+    (e.g. trained and untrained); one figure per model, all at the same controls."""
+
+    def __init__(self, models: Mapping[str, object], images, stage: str = "layer1", groups: int = 4):
+        super().__init__()
+        from .widgets import choice_picker, image_picker, pixel_picker
+
+        if not models:
+            raise ValueError("InvolutionPanel: no models given")
+        self.models, self.images, self.groups = dict(models), images, groups
+        first = next(iter(self.models.values()))
+        stages = [k for k in first.attention if hasattr(first.attention[k], "involution")]
+        if not stages:
+            raise ValueError("InvolutionPanel: the model has no GSRPA stage")
+        self.image = image_picker(len(images))
+        self.stage = choice_picker(stages, "stage", stage if stage in stages else None)
+        h, w = self.grid()
+        self.row, self.col = pixel_picker(h, w, (h // 2, w // 2))
+        self.stage.observe(self._stage_changed, names="value")
+        self._start(self.image, self.stage, self.row, self.col)
+
+    def grid(self) -> tuple[int, int]:
+        module = next(iter(self.models.values())).attention[self.stage.value]
+        return module.spatial_size
+
+    def _stage_changed(self, _change) -> None:
+        from .widgets import _set_range
+
+        h, w = self.grid()
+        self._holding = True
+        try:
+            _set_range(self.row, h - 1)
+            _set_range(self.col, w - 1)
+        finally:
+            self._holding = False
+
+    def build(self) -> tuple[go.Figure, ...]:
+        index, stage, pixel = self.image.value, self.stage.value, (self.row.value, self.col.value)
+        return tuple(involution_kernel_figure(
+            select_image(self.images, index), involution_kernels(model, self.images, stage, pixel, index),
+            pixel, self.grid(), self.groups, title=f"{name}: involution kernels, {stage}, image {index}")
+            for name, model in self.models.items())
+
+    def view(self):
+        import ipywidgets as widgets
+
+        box = super().view()
+        return widgets.VBox([box.children[0], *self.live])  # figures one under another
+
+
 def attention_statistics(attentions: Mapping[str, Mapping[str, object]]) -> pd.DataFrame:
     """Per model and stage: the attention's mean, its spread over the map (std over pixels,
     averaged over images) and its range (max - min, averaged). ``attentions``: model name ->
@@ -397,7 +508,8 @@ def attention_stages_figure(images, attentions: Mapping[str, Mapping[str, object
 
 
 __all__ = [
-    "FUSION_TITLES", "aabs_plane_movement", "attention_stages_figure", "attention_statistics", "fusion_strategies_figure",
+    "FUSION_TITLES", "InvolutionPanel", "TABLE3_PRESETS", "aabs_plane_movement", "choose_pair", "pair_distance_figure",
+    "table3_reported", "attention_stages_figure", "attention_statistics", "fusion_strategies_figure",
     "fusion_units", "involution_kernel_figure", "involution_kernels", "parts_before_after_figure",
     "plane_movement_figure", "plane_movement_summary", "structure_pair_distances",
 ]
