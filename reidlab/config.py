@@ -122,6 +122,7 @@ class TrainConfig:
     weight_decay: float = 5e-4  # not stated by MBGN; the BoT value
     betas: tuple[float, float] = (0.9, 0.999)
     momentum: float = 0.9  # SGD only
+    lr_mult: dict = field(default_factory=dict)  # parameter-name prefix -> lr multiplier, e.g. {"attention.": 10}
     # --- learning-rate schedule, per epoch
     schedule: str = "mbgn"  # "mbgn" | "cosine" | "step" | "constant"
     constant_epochs: int = 40  # mbgn: lr constant for this many epochs ...

@@ -254,3 +254,17 @@ def test_demo_runs_end_to_end_on_a_small_dataset(tmp_path, synthetic_root, capsy
     out = capsys.readouterr().out
     assert "rank1" in out and "chance level" in out and "with_keypoints" in out
     assert 0.0 <= result.metrics["rank1"] <= 1.0
+
+
+def test_lr_mult_gives_fresh_modules_their_own_rate():
+    from reidlab.engine.schedule import build_optimizer
+    from reidlab.models import build_model
+
+    model = build_model("mbgn", num_classes=4, depth=18, pretrained=False, input_size=(128, 64))
+    optimizer = build_optimizer(model, TrainConfig(lr=1e-3, lr_mult={"attention.": 10.0}))
+    by_lr = {round(g["lr"], 9): sum(p.numel() for p in g["params"]) for g in optimizer.param_groups}
+    attention = sum(p.numel() for n, p in model.named_parameters() if n.startswith("attention."))
+    assert attention > 0
+    assert by_lr == {1e-3: sum(p.numel() for p in model.parameters()) - attention, 1e-2: attention}
+    with pytest.raises(ValueError, match="no trainable parameter name starts with"):
+        build_optimizer(model, TrainConfig(lr_mult={"gsrpa.": 2.0}))

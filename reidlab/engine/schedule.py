@@ -65,9 +65,32 @@ def lr_table(cfg):
     return pd.DataFrame({"epoch": range(cfg.epochs), "lr": [cfg.lr * factor(e) for e in range(cfg.epochs)]})
 
 
+def parameter_groups(model: torch.nn.Module, lr: float, lr_mult: dict[str, float] | None = None) -> list[dict]:
+    """The trainable parameters in optimizer groups: those whose name starts with a prefix of
+    ``lr_mult`` get ``lr * lr_mult[prefix]`` (first match wins), the rest ``lr``.
+
+    This is how modules added fresh on a pretrained backbone get their own rate, as RGA-style
+    attention is often trained (e.g. ``{"attention.": 10}`` for MBGN's GSRPA / CBAM-S)."""
+    lr_mult = dict(lr_mult or {})
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups: dict[str, list] = {prefix: [] for prefix in lr_mult}
+    rest = []
+    for name, param in named:
+        prefix = next((q for q in lr_mult if name.startswith(q)), None)
+        (groups[prefix] if prefix is not None else rest).append(param)
+    unused = [q for q, params in groups.items() if not params]
+    if unused:
+        raise ValueError(f"TrainConfig.lr_mult: no trainable parameter name starts with {unused} "
+                         f"(names look like {[n for n, _ in named[:3]]})")
+    out = [{"params": rest, "lr": lr}] if rest else []
+    out += [{"params": params, "lr": lr * float(lr_mult[prefix]), "name": prefix} for prefix, params in groups.items()]
+    return out
+
+
 def build_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
-    """Adam (MBGN: betas 0.9/0.999), AdamW or SGD over the trainable parameters."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    """Adam (MBGN: betas 0.9/0.999), AdamW or SGD over the trainable parameters
+    (with ``cfg.lr_mult``: per-prefix learning-rate multipliers, :func:`parameter_groups`)."""
+    params = parameter_groups(model, cfg.lr, getattr(cfg, "lr_mult", None))
     if cfg.optimizer == "adam":
         return torch.optim.Adam(params, lr=cfg.lr, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
