@@ -152,3 +152,14 @@ def test_involution_panel_redraws_on_pixel_and_stage(mbgn):
     panel.stage.value = "layer3"  # 8x4 map: the row slider shrinks with it
     assert panel.row.max == 7 and panel.row.value <= 7
     assert "layer3" in panel.figure.layout.title.text
+
+
+def test_small_test_split_keeps_first_ids(synthetic_split):
+    small = A.small_test_split(synthetic_split, 3)
+    ids = sorted({r.pid for r in synthetic_split.query})[:3]
+    assert {r.pid for r in small.query} == set(ids)
+    assert {r.pid for r in small.gallery if r.pid >= 0} <= set(ids)
+    assert len(small.query) == sum(r.pid in ids for r in synthetic_split.query)
+    assert small.train is synthetic_split.train
+    with pytest.raises(ValueError, match="at least 1"):
+        A.small_test_split(synthetic_split, 0)

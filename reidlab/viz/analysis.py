@@ -28,6 +28,22 @@ from .figures import _heatmap_over_image, _hide_axes, _image_trace, _numpy, _z, 
     round_sig, select_image, to_display_image
 
 
+# ----------------------------------------------------------------------------- splits
+def small_test_split(split, num_ids: int):
+    """The split with only the query and gallery images of its first ``num_ids`` test identities
+    (sorted ids; distractors and junk, id < 0, are kept): a smaller retrieval task that notebooks
+    evaluate in seconds. Training records are kept as they are."""
+    from reidlab.data.records import ReIDSplit
+
+    ids = sorted({r.pid for r in split.query if r.pid >= 0})
+    if num_ids < 1:
+        raise ValueError(f"small_test_split: num_ids must be at least 1, got {num_ids}")
+    keep = set(ids[:num_ids])
+    return ReIDSplit(f"{split.name} (first {len(keep)} test ids)", split.train,
+                     [r for r in split.query if r.pid in keep],
+                     [r for r in split.gallery if r.pid in keep or r.pid < 0], split.attribute_spec, split.root)
+
+
 # ----------------------------------------------------------------------------- AABS over a split
 def _batches(records, batch_size: int):
     records = list(records)
@@ -511,5 +527,5 @@ __all__ = [
     "FUSION_TITLES", "InvolutionPanel", "TABLE3_PRESETS", "aabs_plane_movement", "choose_pair", "pair_distance_figure",
     "table3_reported", "attention_stages_figure", "attention_statistics", "fusion_strategies_figure",
     "fusion_units", "involution_kernel_figure", "involution_kernels", "parts_before_after_figure",
-    "plane_movement_figure", "plane_movement_summary", "structure_pair_distances",
+    "plane_movement_figure", "plane_movement_summary", "structure_pair_distances", "small_test_split",
 ]
