@@ -120,3 +120,20 @@ def test_rednet_init_kaiming_fan_out_and_zero_bias():
         assert abs(conv.weight.std().item() - expected) < 0.1 * expected
     assert torch.count_nonzero(span.bias) == 0
     assert torch.all(layer.reduce[1].weight == 1)
+
+
+def test_fast_involution_batch_chunks_give_the_same_result(monkeypatch):
+    from reidlab.models import involution as module
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 32, 4, 3, dtype=torch.float64, requires_grad=True)
+    kernel = torch.randn(5, 2, 49, 4, 3, dtype=torch.float64, requires_grad=True)
+    grad_out = torch.randn(5, 32, 4, 3, dtype=torch.float64)
+    results = []
+    for elements in (1 << 19, 1):  # whole batch at once, then one image per chunk
+        monkeypatch.setattr(module, "CPU_CHUNK_ELEMENTS", elements)
+        assert len(module._batch_chunks(5, 32 * 4 * 9, x.device)) == (1 if elements > 1 else 5)
+        out = module.involution(x, kernel)
+        results.append((out, *torch.autograd.grad(out, (x, kernel), grad_out)))
+    for whole, chunked in zip(*results):
+        torch.testing.assert_close(whole, chunked)

@@ -20,7 +20,7 @@ Two implementations of Eq. 4 compute the same sum:
   backward that accumulates the input gradient and the kernel gradient in one
   pass over the K*K offsets each. Plain tensor ops only, so the same code runs on
   CPU and CUDA; ~20-40x faster than the reference's forward+backward on CPU.
-  Low-precision inputs (bf16/fp16 under autocast) are summed in float32.
+  Low-precision inputs (bf16/fp16 under autocast) are computed in float32.
 
 Initialisation as the official RedNet code (d-li14/involution,
 ``cls/mmcls/models/backbones/rednet.py``, ``RedNet.init_weights``): every conv
@@ -71,48 +71,80 @@ def involution_reference(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return out.view(B, C, H, W)  # (B, C, H, W)
 
 
+# CPU: run the K*K passes over batch chunks of about this many elements per tensor, so that
+# the output (or gradient) chunk stays in cache across the passes (measured 1.5-2.5x faster
+# than whole-batch passes on 64x32 maps; small maps take the whole batch at once).
+CPU_CHUNK_ELEMENTS = 1 << 19
+
+
+def _batch_chunks(batch: int, per_image: int, device: torch.device) -> list[slice]:
+    """Slices of the batch for one pass each: the whole batch on GPUs, cache-sized chunks on CPU."""
+    step = batch if device.type != "cpu" else max(1, CPU_CHUNK_ELEMENTS // max(1, per_image))
+    return [slice(start, min(start + step, batch)) for start in range(0, batch, step)]
+
+
 class _InvolutionFunction(torch.autograd.Function):
-    """Eq. 4 forward in place into one buffer; backward in one pass per offset for each gradient."""
+    """Eq. 4 forward in place into one buffer; backward in one pass per offset for each gradient.
+
+    Rows are laid out flat on the padded width ``Wp = W + 2p``: pixel (i, j) at ``i*Wp + j``,
+    so the K*K shifted windows are contiguous slices at offsets ``u*Wp + v`` of the flattened
+    padded input, and every multiply-add runs over one long contiguous row (fast on CPU also
+    for 4- or 8-pixel-wide maps). The ``2p`` extra columns per row are computed and dropped.
+    """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         G, K = _check_kernel(x, kernel)
         B, C, H, W = x.shape
         pad = K // 2
+        Wp = W + 2 * pad
+        length = H * Wp  # output positions on the padded-width grid
         dtype = torch.promote_types(x.dtype, kernel.dtype)
-        accumulate = torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
-        x, kernel = x.to(dtype).contiguous(), kernel.to(dtype).contiguous()
-        padded = F.pad(x, (pad, pad, pad, pad)).view(B, G, C // G, H + 2 * pad, W + 2 * pad)  # (B, G, C/G, H+2p, W+2p)
-        out = torch.zeros(B, G, C // G, H, W, dtype=accumulate, device=x.device)  # (B, G, C/G, H, W)
-        for u in range(K):
-            for v in range(K):
-                out.addcmul_(padded[..., u:u + H, v:v + W], kernel[:, :, u * K + v].unsqueeze(2))
+        # bf16/fp16 (autocast): computed in float32 throughout, converted once here, not in every
+        # multiply-add (mixed-dtype addcmul_ converts its operands on each of the K*K calls)
+        compute = torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
+        padded = F.pad(x.to(compute), (pad, pad, pad, pad)).reshape(B, G, C // G, (H + 2 * pad) * Wp)
+        padded = F.pad(padded, (0, 2 * pad))  # (B, G, C/G, Hp*Wp + 2p): the last window fits
+        kernel = F.pad(kernel.to(compute), (0, 2 * pad)).reshape(B, G, K * K, length)  # (B, G, K*K, H*Wp)
+        out = torch.zeros(B, G, C // G, length, dtype=compute, device=x.device)  # (B, G, C/G, H*Wp)
+        for rows in _batch_chunks(B, C * length, x.device):
+            chunk_out, chunk_in, chunk_kernel = out[rows], padded[rows], kernel[rows]
+            for u in range(K):
+                for v in range(K):
+                    offset = u * Wp + v  # window of pixel (i, j) starts at padded (i+u, j+v)
+                    chunk_out.addcmul_(chunk_in[..., offset:offset + length], chunk_kernel[:, :, u * K + v].unsqueeze(2))
         ctx.save_for_backward(padded, kernel)
-        ctx.kernel_size, ctx.accumulate = K, accumulate
-        return out.to(dtype).view(B, C, H, W)  # (B, C, H, W)
+        ctx.dims = (K, H, W)
+        return out.view(B, C, H, Wp)[..., :W].to(dtype).contiguous()  # (B, C, H, W)
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
         padded, kernel = ctx.saved_tensors
-        K, accumulate = ctx.kernel_size, ctx.accumulate
-        B, G, Cg, Hp, Wp = padded.shape
+        K, H, W = ctx.dims
+        B, G, Cg, _ = padded.shape
         pad = K // 2
-        H, W = Hp - 2 * pad, Wp - 2 * pad
-        grad_out = grad_out.to(padded.dtype).contiguous().view(B, G, Cg, H, W)  # (B, G, C/G, H, W)
-        grad_padded = torch.zeros(B, G, Cg, Hp, Wp, dtype=accumulate, device=padded.device)  # (B, G, C/G, H+2p, W+2p)
-        grad_kernel = torch.empty(B, G, K * K, H, W, dtype=accumulate, device=padded.device)  # (B, G, K*K, H, W)
-        product = torch.empty(B, G, Cg, H, W, dtype=padded.dtype, device=padded.device)  # reused per offset
-        for u in range(K):
-            for v in range(K):
-                k = u * K + v
-                shifted = padded[..., u:u + H, v:v + W]  # (B, G, C/G, H, W)
-                # dL/dx at (i+u-p, j+v-p) += H_{i,j,k} dL/dY_{i,j}   (Eq. 4 read backwards)
-                grad_padded[..., u:u + H, v:v + W].addcmul_(grad_out, kernel[:, :, k].unsqueeze(2))
-                # dL/dH_{i,j,k} = sum over the group's channels of dL/dY_{i,j} x_{i+u-p, j+v-p}
-                torch.mul(grad_out, shifted, out=product)
-                torch.sum(product, dim=2, dtype=accumulate, out=grad_kernel[:, :, k])
-        grad_x = grad_padded[..., pad:pad + H, pad:pad + W].reshape(B, G * Cg, H, W)  # (B, C, H, W)
+        Wp = W + 2 * pad
+        length = H * Wp
+        # zero in the dropped columns, so they send no gradient anywhere
+        grad_out = F.pad(grad_out.to(padded.dtype), (0, 2 * pad)).reshape(B, G, Cg, length)  # (B, G, C/G, H*Wp)
+        grad_padded = torch.zeros_like(padded)  # (B, G, C/G, Hp*Wp + 2p)
+        grad_kernel = torch.empty_like(kernel)  # (B, G, K*K, H*Wp)
+        for rows in _batch_chunks(B, G * Cg * length, padded.device):
+            grad_o, grad_p, grad_k = grad_out[rows], grad_padded[rows], grad_kernel[rows]
+            inputs, kernels = padded[rows], kernel[rows]
+            product = torch.empty_like(grad_o)  # reused per offset
+            for u in range(K):
+                for v in range(K):
+                    k, offset = u * K + v, u * Wp + v
+                    # dL/dx at (i+u-p, j+v-p) += H_{i,j,k} dL/dY_{i,j}   (Eq. 4 read backwards)
+                    grad_p[..., offset:offset + length].addcmul_(grad_o, kernels[:, :, k].unsqueeze(2))
+                    # dL/dH_{i,j,k} = sum over the group's channels of dL/dY_{i,j} x_{i+u-p, j+v-p}
+                    torch.mul(grad_o, inputs[..., offset:offset + length], out=product)
+                    torch.sum(product, dim=2, out=grad_k[:, :, k])
+        Hp = H + 2 * pad
+        grad_x = grad_padded[..., :Hp * Wp].reshape(B, G * Cg, Hp, Wp)[..., pad:pad + H, pad:pad + W]  # (B, C, H, W)
+        grad_kernel = grad_kernel.view(B, G, K * K, H, Wp)[..., :W]  # (B, G, K*K, H, W)
         return grad_x, grad_kernel
 
 
