@@ -133,3 +133,44 @@ def test_pool_regions_is_differentiable_and_correct():
             torch.testing.assert_close(mx[b, p], fmap[b, :, a:e].amax(dim=(1, 2)))
     (avg.sum() + mx.sum()).backward()
     assert fmap.grad is not None and fmap.grad.abs().sum() > 0
+
+
+def reference_aabs_fixed_means(fmap, ratio, max_iters):
+    """Algorithm 1 read literally: lines 5-9 compute GAP(p_i) of the initial parts once, the loop reuses them."""
+    _, C, H, W = fmap.shape
+    planes = initial_planes(H, ratio)
+    n = len(planes)
+    bounds = [0] + list(planes) + [H]
+    means = [fmap[0, :, bounds[k]:bounds[k + 1], :].mean(dim=(1, 2)) for k in range(n + 1)]
+
+    def cos(x, y):
+        return float(torch.nn.functional.cosine_similarity(x, y, dim=0))
+
+    for _ in range(max_iters):
+        before = list(planes)
+        for i in range(n):
+            top = planes[i - 1] if i > 0 else 0
+            bottom = planes[i + 1] if i < n - 1 else H
+            l = planes[i]
+            r0, r1 = fmap[0, :, l - 1, :].mean(dim=1), fmap[0, :, l, :].mean(dim=1)
+            if cos(r0, means[i]) < cos(r0, means[i + 1]) and cos(r1, means[i]) < cos(r1, means[i + 1]) and l - 1 > top:
+                planes[i] = l - 1
+            elif cos(r0, means[i]) > cos(r0, means[i + 1]) and cos(r1, means[i]) > cos(r1, means[i + 1]) and l + 1 < bottom:
+                planes[i] = l + 1
+        if planes == before:
+            break
+    return planes
+
+
+def test_fixed_part_means_is_the_literal_algorithm_and_differs_from_the_default():
+    torch.manual_seed(0)
+    fmaps = torch.randn(40, 16, 24, 1).cumsum(dim=2).expand(-1, -1, -1, 8)  # rows drifting down the map
+    literal = adjust_split_planes(fmaps, BODY_RATIO, fixed_part_means=True)
+    default = adjust_split_planes(fmaps, BODY_RATIO)
+    for b in range(fmaps.shape[0]):
+        assert literal.planes[b].tolist() == reference_aabs_fixed_means(fmaps[b : b + 1], BODY_RATIO, 24)
+    differ = (literal.planes != default.planes).any(dim=1).float().mean().item()
+    assert 0 < differ < 1  # the two readings are different algorithms, yet agree on many maps
+    module = AABS(fixed_part_means=True)
+    assert module(fmaps).planes.tolist() == literal.planes.tolist()
+    assert "fixed_part_means=True" in repr(module)

@@ -163,3 +163,34 @@ def test_every_preset_builds_and_trains_one_step(name):
     loss.backward()
     optimizer.step()
     assert any(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+
+
+def test_mbgn_preset_puts_the_2048d_structure_feature_under_the_triplet():
+    from reidlab.presets import get_preset
+
+    torch.manual_seed(0)
+    preset = get_preset("mbgn/table2/MBGN")
+    assert preset.model_cfg["triplet_features"] == "structure" and preset.model_cfg["structure_dim"] == 2048
+    model = preset.build(num_classes=7, depth=18, pretrained=False, input_size=SMALL)
+    out = model(torch.randn(4, 3, *SMALL))
+    assert [t.shape for t in out["triplet"]] == [(4, 2048)]  # Sec. 3.4: the structure feature alone
+    assert out["features"].shape == (4, _expected_dim(model, structure_dim=2048))
+    out["triplet"][0].square().mean().backward()
+    assert model.structure.mlp[0].weight.grad.abs().sum() > 0  # the triplet trains the structure MLP
+    assert model.head_l.bn.weight.grad is None  # ... and not the global heads
+    today = MBGN(num_classes=7, depth=18, pretrained=False, input_size=SMALL, triplet_features="global")
+    assert [t.shape for t in today(torch.randn(4, 3, *SMALL))["triplet"]] == [(4, 512), (4, 512)]
+    with pytest.raises(ValueError, match="triplet_features"):
+        MBGN(num_classes=7, depth=18, pretrained=False, input_size=SMALL, triplet_features="parts")
+    with pytest.raises(ValueError, match="needs use_structure=True"):
+        MBGN(num_classes=7, depth=18, pretrained=False, input_size=SMALL, triplet_features="structure", use_structure=False)
+
+
+def test_mbgn_options_reach_gsrpa_and_aabs():
+    model = MBGN(num_classes=7, depth=18, pretrained=False, input_size=SMALL, attention_zero_init=True,
+                 aabs_fixed_part_means=True)
+    assert all(m.attention_conv[-1].weight.abs().sum() == 0 for m in model.attention.values())
+    assert all(a.fixed_part_means for a in model.aabs)
+    default = MBGN(num_classes=7, depth=18, pretrained=False, input_size=SMALL)
+    assert all(m.attention_conv[-1].weight.abs().sum() > 0 for m in default.attention.values())
+    assert not any(a.fixed_part_means for a in default.aabs)

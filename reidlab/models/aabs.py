@@ -20,6 +20,15 @@ would empty a part is not made, so planes stay strictly ordered and every part
 keeps at least one row. Planes are integers found without gradient; pooling the
 parts they define (:func:`pool_regions`) is differentiable.
 
+Part means: Algorithm 1 computes ``f_i = GAP(p_i)`` once, in lines 5-9, from the
+*initial* planes, and the loop of lines 10-28 never recomputes them. Read literally,
+a plane is compared with the parts it started between, however far it has moved.
+We recompute both parts' means from the current planes at every comparison (the
+default: a plane that moved is judged by the parts it now separates, which is what
+"adjusts each segmentation plane ... based on the cosine similarity between the pixel
+plane ... and the local feature map" in Sec. 3.2 describes). ``fixed_part_means=True``
+gives the literal reading; the two differ on about 15% of random maps.
+
 Batched over images: row means and their prefix sums give any part's mean in
 O(1) per image; the only Python loops run over planes and repetitions.
 """
@@ -83,8 +92,13 @@ def adjust_split_planes(
     ratio: Sequence[float] = BODY_RATIO,
     max_iters: int | None = None,
     return_trace: bool = False,
+    fixed_part_means: bool = False,
 ) -> AABSResult:
-    """Algorithm 1 on a batch of feature maps ``(B, C, H, W)``; returns the adjusted planes."""
+    """Algorithm 1 on a batch of feature maps ``(B, C, H, W)``; returns the adjusted planes.
+
+    ``fixed_part_means=True``: lines 5-9 literally, ``GAP(p_i)`` of the initial parts throughout
+    (module docstring); default: the parts' means from the current planes.
+    """
     if feature.dim() != 4:
         raise ValueError(f"AABS expects a (B, C, H, W) feature map, got shape {tuple(feature.shape)}")
     B, C, H, W = feature.shape
@@ -102,6 +116,11 @@ def adjust_split_planes(
         total = _gather_rows(prefix, end) - _gather_rows(prefix, start)  # (B, C)
         return total / (end - start).clamp(min=1).unsqueeze(1).to(total.dtype)
 
+    fixed_means = None
+    if fixed_part_means:  # lines 5-9: GAP of each initial part, (B, n+1, C), never updated
+        starts, ends = plane_bounds(init, H)  # (B, n+1) each
+        fixed_means = torch.stack([part_mean(starts[:, k], ends[:, k]) for k in range(n + 1)], dim=1)
+
     trace = [planes.clone()] if return_trace else None
     iterations = 0
     for _ in range(H if max_iters is None else max_iters):
@@ -110,8 +129,11 @@ def adjust_split_planes(
             top = planes[:, i - 1] if i > 0 else zeros  # first row of p_i
             bottom = planes[:, i + 1] if i < n - 1 else full  # end of p_{i+1}
             plane = planes[:, i]
-            f_above = part_mean(top, plane)  # f_i = GAP(p_i)
-            f_below = part_mean(plane, bottom)  # f_{i+1} = GAP(p_{i+1})
+            if fixed_means is None:
+                f_above = part_mean(top, plane)  # f_i = GAP(p_i)
+                f_below = part_mean(plane, bottom)  # f_{i+1} = GAP(p_{i+1})
+            else:
+                f_above, f_below = fixed_means[:, i], fixed_means[:, i + 1]  # (B, C) each
             row_above = _gather_rows(rows, plane - 1)  # f'_{i0}: row l_i - 1
             row_below = _gather_rows(rows, plane)  # f'_{i1}: row l_i
             s0_above = F.cosine_similarity(row_above, f_above, dim=1)
@@ -135,10 +157,13 @@ class AABS(nn.Module):
     ``ratio``: the body-structure ratio R (default 1:1:1:1.5:1.5 for B1..B5).
     ``enabled=False`` returns the initial (ratio) planes unchanged: the average or
     pre-defined segmentation that AABS replaces, for the ablation rows.
+    ``fixed_part_means=True``: Algorithm 1 lines 5-9 literally (see the module docstring).
     """
 
-    def __init__(self, ratio: Sequence[float] = BODY_RATIO, enabled: bool = True, max_iters: int | None = None):
+    def __init__(self, ratio: Sequence[float] = BODY_RATIO, enabled: bool = True, max_iters: int | None = None,
+                 fixed_part_means: bool = False):
         super().__init__()
+        self.fixed_part_means = fixed_part_means
         initial_planes(len(ratio), ratio)  # validates the ratio
         self.ratio = tuple(float(r) for r in ratio)
         self.enabled = enabled
@@ -149,10 +174,11 @@ class AABS(nn.Module):
         return len(self.ratio)
 
     def extra_repr(self) -> str:
-        return f"ratio={self.ratio}, enabled={self.enabled}"
+        return f"ratio={self.ratio}, enabled={self.enabled}, fixed_part_means={self.fixed_part_means}"
 
     def forward(self, feature: torch.Tensor, return_trace: bool = False) -> AABSResult:
-        return adjust_split_planes(feature, self.ratio, self.max_iters if self.enabled else 0, return_trace)
+        return adjust_split_planes(feature, self.ratio, self.max_iters if self.enabled else 0, return_trace,
+                                   self.fixed_part_means)
 
 
 def plane_bounds(planes: torch.Tensor, height: int) -> tuple[torch.Tensor, torch.Tensor]:

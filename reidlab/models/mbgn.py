@@ -23,8 +23,16 @@ Choices where the paper is silent:
 - Branch l's global max-pooled feature is present in every row (the triplet loss of
   Eq. 8 needs a global feature), so "Baseline" = Branch l with PCB's six stripes.
 - "mgn" fusion: MGN's 2- and 3-way splits taken on Branch l's map (not MGN's three branches).
-- structure feature: 45 -> 256 -> 256 -> 256 FC layers (BN+ReLU between), trained by its own
-  ID classifier; dropout 0.5 before every classifier.
+- structure feature: 45 -> 256 -> 256 -> ``structure_dim`` FC layers (BN+ReLU between), trained by
+  its own ID classifier; dropout 0.5 before every classifier.
+- which features the triplet loss sees (``triplet_features``): Sec. 3.4 says metric learning
+  uses "2048-dimensional human structure features without dimensionality reduction".
+  ``"structure"``: the structure feature (``structure_dim=2048``), before its BN, is the one
+  triplet feature: the paper's reading, the MBGN preset's default. ``"global"``: the 2048-d
+  global features of Branch g and Branch l (the class default, and every Table 2/3 row
+  without the structure feature). Eq. 8's terms are means over their heads.
+- ``aabs_fixed_part_means``: Algorithm 1 lines 5-9 literally (see reidlab.models.aabs);
+  ``attention_zero_init``: GSRPA's Eq. 7 last BN at gamma = 0 (an option; not the paper's).
 """
 from __future__ import annotations
 
@@ -51,7 +59,8 @@ FUSIONS: dict[str, list[tuple[tuple[float, ...], str, tuple[tuple[int, ...], ...
     "m+c": [(BODY_RATIO, "B", ((0, 1), (1, 2), (2, 3), (3, 4), (0, 1, 2), (1, 2, 3), (2, 3, 4)))],
     "mgn": [((1.0, 1.0), "H", ((0,), (1,))), ((1.0, 1.0, 1.0), "T", ((0,), (1,), (2,)))],  # MGN's splits
 }
-ATTENTIONS = ("gsrpa", "cbam", None)  # "none" is accepted for None (a null in a config merge removes a key)
+ATTENTIONS = ("gsrpa", "cbam", None)
+TRIPLET_FEATURES = ("global", "structure")  # "none" is accepted for None (a null in a config merge removes a key)
 
 
 def _pair(size) -> tuple[int, int]:
@@ -75,9 +84,11 @@ def stage_sizes(input_size: tuple[int, int], last_stride: int = 1) -> list[tuple
     return sizes
 
 
-def attention_module(kind: str | None, channels: int, spatial_size: tuple[int, int]) -> nn.Module | None:
+def attention_module(kind: str | None, channels: int, spatial_size: tuple[int, int],
+                     zero_init: bool = False) -> nn.Module | None:
+    """GSRPA / CBAM-S / nothing; ``zero_init``: GSRPA's Eq. 7 last BN starts at gamma = 0 (an option, not the paper's)."""
     if kind == "gsrpa":
-        return GSRPA(channels, spatial_size)
+        return GSRPA(channels, spatial_size, zero_init_attention=zero_init)
     if kind == "cbam":
         return CBAMSpatial(channels)
     if kind is None:
@@ -194,8 +205,16 @@ class MBGN(nn.Module):
         part_pool: str = "avg",
         margin: float = 1.2,
         triplet_weight: float = 2.0,
+        triplet_features: str = "global",
+        structure_hidden: int = 256,
+        aabs_fixed_part_means: bool = False,
+        attention_zero_init: bool = False,
     ):
         super().__init__()
+        if triplet_features not in TRIPLET_FEATURES:
+            raise ValueError(f"triplet_features must be one of {TRIPLET_FEATURES}, got {triplet_features!r}")
+        if triplet_features == "structure" and not use_structure:
+            raise ValueError("triplet_features='structure' needs use_structure=True (the triplet is on the structure feature)")
         if fusion not in FUSIONS:
             raise ValueError(f"fusion must be one of {sorted(FUSIONS)}, got {fusion!r}")
         attention = None if attention == "none" else attention  # "none": no attention, also in JSON configs
@@ -209,6 +228,7 @@ class MBGN(nn.Module):
         self.use_global_branch, self.use_aabs, self.use_structure = use_global_branch, use_aabs, use_structure
         self.attention_kind, self.num_attention_stages = attention, num_attention_stages
         self.fusion, self.part_pool = fusion, part_pool
+        self.triplet_features = triplet_features
 
         backbone = ResNetBackbone(depth=depth, last_stride=1, pretrained=pretrained)
         channels = backbone.stage_channels
@@ -223,16 +243,18 @@ class MBGN(nn.Module):
         self.attention = nn.ModuleDict()
         for stage in attended:
             if stage < 4:
-                self.attention[f"layer{stage}"] = attention_module(attention, channels[stage - 1], sizes_l[stage - 1])
+                self.attention[f"layer{stage}"] = attention_module(attention, channels[stage - 1], sizes_l[stage - 1],
+                                                                     attention_zero_init)
             else:
-                self.attention["layer4_l"] = attention_module(attention, channels[3], sizes_l[3])
+                self.attention["layer4_l"] = attention_module(attention, channels[3], sizes_l[3], attention_zero_init)
                 if use_global_branch:
-                    self.attention["layer4_g"] = attention_module(attention, channels[3], size_g)
+                    self.attention["layer4_g"] = attention_module(attention, channels[3], size_g, attention_zero_init)
         self.local_size = sizes_l[3]
 
         C = channels[3]
         self.partitions = FUSIONS[fusion]
-        self.aabs = nn.ModuleList(AABS(ratio, enabled=use_aabs) for ratio, _, _ in self.partitions)
+        self.aabs = nn.ModuleList(AABS(ratio, enabled=use_aabs, fixed_part_means=aabs_fixed_part_means)
+                                  for ratio, _, _ in self.partitions)
         for ratio, _, _ in self.partitions:
             if len(ratio) > self.local_size[0]:
                 raise ValueError(f"input_size {self.input_size} gives a {self.local_size[0]}-row map, "
@@ -244,7 +266,7 @@ class MBGN(nn.Module):
         self.head_l = GlobalHead(C, num_classes, dropout)
         self.part_heads = nn.ModuleList(PartHead(C, num_classes, part_dim, dropout) for _ in self.fused_names)
         if use_structure:
-            self.structure = StructureFeature(len(self.partitions[0][0]), structure_dim, structure_dim)
+            self.structure = StructureFeature(len(self.partitions[0][0]), structure_hidden, structure_dim)
             self.head_structure = GlobalHead(structure_dim, num_classes, dropout)
         else:
             self.structure = self.head_structure = None
@@ -281,16 +303,21 @@ class MBGN(nn.Module):
             x = self._attend(name, getattr(self, name)(x), explanation)  # (B, C_k, H_k, W_k)
 
         logits, triplet, test_features = [], [], []
+        use_global_triplet = self.triplet_features == "global"
         if self.layer4_g is not None:  # Branch g: global average pooling
             x_g = self._attend("layer4_g", self.layer4_g(x), explanation)  # (B, C, H/32, W/32)
             global_g = x_g.mean(dim=(2, 3))  # (B, C)
             feature, score = self.head_g(global_g)
-            triplet.append(global_g); logits.append(score); test_features.append(feature)  # noqa: E702
+            logits.append(score); test_features.append(feature)  # noqa: E702
+            if use_global_triplet:
+                triplet.append(global_g)
 
         x_l = self._attend("layer4_l", self.layer4_l(x), explanation)  # (B, C, H/16, W/16)
         global_l = x_l.amax(dim=(2, 3))  # (B, C)  Branch l: global max pooling
         feature, score = self.head_l(global_l)
-        triplet.append(global_l); logits.append(score); test_features.append(feature)  # noqa: E702
+        logits.append(score); test_features.append(feature)  # noqa: E702
+        if use_global_triplet:
+            triplet.append(global_l)
 
         fused_all, first_bounds = [], None
         for aabs, (ratio, _, groups) in zip(self.aabs, self.partitions):
@@ -312,9 +339,11 @@ class MBGN(nn.Module):
             logits.append(score); test_features.append(feature)  # noqa: E702
 
         if self.structure is not None:
-            similarity, structure = self.structure(x_l, *first_bounds)  # (B, 10, 10), (B, 256)
+            similarity, structure = self.structure(x_l, *first_bounds)  # (B, 10, 10), (B, structure_dim)
             feature, score = self.head_structure(structure)
             logits.append(score); test_features.append(feature)  # noqa: E702
+            if not use_global_triplet:
+                triplet.append(structure)  # Sec. 3.4: the structure feature, before its BN, under L_tri
             if explanation is not None:
                 explanation.structure_similarity = similarity
 

@@ -31,7 +31,10 @@ TRAIN_CFG = {
 BASELINE = dict(
     use_global_branch=False, use_aabs=False, attention="none", num_attention_stages=4, fusion="pcb", use_structure=False
 )
-FULL = dict(use_global_branch=True, use_aabs=True, attention="gsrpa", num_attention_stages=4, fusion="m+f", use_structure=True)
+# Sec. 3.4: the triplet on the 2048-d structure feature; {"triplet_features": "global",
+# "structure_dim": 256} in model_cfg gives the earlier reading (triplet on the global features).
+FULL = dict(use_global_branch=True, use_aabs=True, attention="gsrpa", num_attention_stages=4, fusion="m+f", use_structure=True,
+            triplet_features="structure", structure_dim=2048)
 
 
 def _market(rank1: float, mAP: float) -> dict:
