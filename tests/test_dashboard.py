@@ -138,6 +138,10 @@ def test_saliency_grid_figure_layout_and_outline():
     assert sorted(zip(outlines[0].x, outlines[0].y)) == [(1, 2), (1, 3), (1, 4), (2, 2), (2, 3), (2, 4)]
     with pytest.raises(ValueError, match="must be"):
         D.saliency_grid_figure(images, {"bad": np.ones((3, 2, 2))})
+    fine = np.zeros((2, 8, 4))
+    fine[:, :4] = 1.0  # the upper half
+    small = [t for t in D.saliency_grid_figure(images, {"cam": fine}, max_cells=2).data if isinstance(t, go.Heatmap)]
+    np.testing.assert_allclose(np.asarray(small[0].z), [[1.0], [0.0]])  # 8 x 4 -> 2 x 1 blocks of 4 x 4
 
 
 def test_occluder_share_figure_in_percent():
@@ -235,3 +239,27 @@ def test_run_compare_panel_controls_change_the_figures(tiny_batch):
     assert panel.view().children[1] is panel.live[0]
     with pytest.raises(ValueError, match="not a finished run"):
         D.RunComparePanel(batch, runs=("Baseline s0", "MBGN s1"))
+
+
+def test_show_stores_one_short_line(msra_case):
+    _, batch, explanation = msra_case
+    panel = widgets.AttributeGraphPanel(batch["image"], explanation)
+    view = D.show(panel)
+    assert repr(view) == f"<AttributeGraphPanel: image=0, attribute={explanation.attribute_names[0]!r}, graph='circle'>"
+    assert view._repr_mimebundle_()["text/plain"] == repr(view)
+    assert view.children[1].children[0] is panel.live[0]  # the live figures are the panel's
+    panel.image.value = 1
+    assert panel.live[0].data[0].source == panel.figures[0].data[0].source
+
+
+def test_mask_grid_figure_draws_every_mask(msra_case):
+    _, batch, explanation = msra_case
+    names = explanation.attribute_names
+    fig = D.mask_grid_figure(batch["image"], explanation.attribute_masks, names, index=2, columns=9)
+    heat = [t for t in fig.data if isinstance(t, go.Heatmap)]
+    assert len(heat) == len(names) and [t.name for t in heat] == list(names)
+    np.testing.assert_allclose(np.asarray(heat[5].z), viz.round_sig(explanation.attribute_masks[2, 5].numpy()),
+                               rtol=1e-3)
+    assert [a.text for a in fig.layout.annotations][:len(names)] == list(names)
+    with pytest.raises(ValueError, match="names"):
+        D.mask_grid_figure(batch["image"], explanation.attribute_masks, names[:3])

@@ -4,7 +4,8 @@ Notebooks stay narratives; every number they print comes from a function here, t
 ``tests/test_dashboard.py``. Sections:
 
 - **MSRA attribute graph** (notebook 04, MSRA Eq. 1-2): :func:`attribute_table` (predicted vs
-  true per attribute), :func:`mean_attribute_adjacency` (Eq. 2's ``D^-1/2 S_a D^-1/2`` averaged
+  true per attribute), :func:`mask_grid_figure` (all K masks of Eq. 1 over one image),
+  :func:`mean_attribute_adjacency` (Eq. 2's ``D^-1/2 S_a D^-1/2`` averaged
   over a set of images), :func:`top_attribute_pairs` (the links the graph makes strongest).
 - **MSRA pose pyramid** (notebook 05, MSRA Eq. 3-9): :func:`drop_keypoints`,
   :func:`keypoint_removal_effect` (what removing keypoints changes: nodes present, the feature,
@@ -40,6 +41,35 @@ except ImportError:  # pragma: no cover - depends on the environment
     W = None
 
 
+# ----------------------------------------------------------------------------- notebook display
+def _control_text(control) -> str:
+    value = control.value
+    return f"{control.description}={list(value) if isinstance(value, tuple) else value!r}"
+
+
+def show(panel):
+    """A panel's live view (its controls above FigureWidgets) for a notebook cell, whose stored
+    text form is one short line naming the panel and its controls' values (a plain ``VBox`` would
+    store the whole figure data, with random trace uids, as its text form)."""
+    if W is None:  # pragma: no cover
+        raise ImportError("show needs ipywidgets: pip install -e '.[notebooks]'")
+    view = panel.view()
+    text = f"<{type(panel).__name__}: {', '.join(_control_text(c) for c in panel._controls)}>"
+    return _View(children=view.children, layout=view.layout, text=text)
+
+
+if W is not None:
+    class _View(W.widgets.VBox):
+        """A VBox whose repr is a fixed line (what a notebook stores as the output's text/plain)."""
+
+        def __init__(self, text: str, **kwargs):
+            super().__init__(**kwargs)
+            self._text = text
+
+        def __repr__(self) -> str:
+            return self._text
+
+
 # ----------------------------------------------------------------------------- MSRA attributes (Eq. 1-2)
 def attribute_table(explanation, truth=None, index: int = 0) -> pd.DataFrame:
     """Per attribute of image ``index``: the predicted class and its probability (the ARM
@@ -58,6 +88,30 @@ def attribute_table(explanation, truth=None, index: int = 0) -> pd.DataFrame:
         table["true"] = true
         table["correct"] = np.where(true >= 0, table["predicted"] == true, None)
     return table.set_index("attribute")
+
+
+def mask_grid_figure(image, masks, names: Sequence[str], index: int = 0, columns: int = 9,
+                     title: str = "ARM masks M_k (Eq. 1)") -> go.Figure:
+    """All K ARM masks (``MSRAExplanation.attribute_masks``, ``(B, K, h, w)``) of image ``index``
+    over the image, in a grid of ``columns`` columns, on one colour scale [0, 1] (the masks are
+    sigmoids). Traces: (image, heatmap) per attribute."""
+    values = F._pick(F._numpy(masks, "masks"), index, 3, "masks")  # (K, h, w)
+    names = list(names)
+    if values.shape[0] != len(names):
+        raise ValueError(f"mask_grid_figure: {values.shape[0]} masks but {len(names)} names")
+    picture = F.to_display_image(F.select_image(image, index))
+    rows = math.ceil(len(names) / columns)
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=names, horizontal_spacing=0.01, vertical_spacing=0.06)
+    for k, name in enumerate(names):
+        r, c = divmod(k, columns)
+        fig.add_trace(_image_trace(picture), r + 1, c + 1)
+        fig.add_trace(F._heatmap_over_image(values[k], picture.shape, name, opacity=0.55, zmin=0, zmax=1,
+                                            showscale=k == 0), r + 1, c + 1)
+    _hide_axes(fig)
+    fig.update_annotations(font_size=9)
+    fig.update_layout(title=dict(text=title, font_size=13), height=70 + 200 * rows, autosize=True,
+                      margin=dict(l=5, r=5, t=60, b=5))
+    return fig
 
 
 @torch.no_grad()
@@ -196,11 +250,13 @@ def _outline(mask: np.ndarray) -> tuple[list, list]:
 
 
 def saliency_grid_figure(images, maps: Mapping[str, object], masks: Sequence | None = None,
-                         row_labels: Sequence[str] | None = None, title: str = "") -> go.Figure:
+                         row_labels: Sequence[str] | None = None, title: str = "", max_cells: int = 32) -> go.Figure:
     """Images (rows) x saliency maps (columns): the image, then each named map ``(B, h, w)``
     stretched over it (each map scaled to its own maximum per image, so shapes compare, not
     magnitudes). ``masks``: per image an ``(H, W)`` bool occluder mask or None, drawn as a white
-    outline on every panel. Traces per row: image, then (image, heatmap) per map, + outlines."""
+    outline on every panel. Maps with a side over ``max_cells`` (Grad-CAM comes at the image's
+    resolution) are block-averaged down (:func:`~reidlab.viz.figures.block_average`) to keep the
+    stored figure small. Traces per row: image, then (image, heatmap) per map, + outlines."""
     names = list(maps)
     if not names:
         raise ValueError("saliency_grid_figure: no maps given")
@@ -222,7 +278,7 @@ def saliency_grid_figure(images, maps: Mapping[str, object], masks: Sequence | N
         for c in range(len(names) + 1):
             fig.add_trace(_image_trace(picture), r + 1, c + 1)
             if c > 0:
-                values = arrays[names[c - 1]][r]
+                values = F.block_average(arrays[names[c - 1]][r], max_cells)
                 top = values.max() if values.max() > 0 else 1.0
                 fig.add_trace(F._heatmap_over_image(values / top, picture.shape, names[c - 1], opacity=0.55, zmin=0,
                                                     zmax=1, showscale=False), r + 1, c + 1)
@@ -480,6 +536,6 @@ class RunComparePanel(W.Panel if W is not None else object):
 
 __all__ = [
     "Batch", "RunComparePanel", "attribute_table", "default_pair", "drop_keypoints", "gate_figure", "has_attention",
-    "keypoint_removal_effect", "load_batch", "mean_attribute_adjacency", "occluder_share_figure", "run_label",
-    "saliency_grid_figure", "saliency_maps", "test_subset", "top_attribute_pairs",
+    "keypoint_removal_effect", "load_batch", "mask_grid_figure", "mean_attribute_adjacency", "occluder_share_figure", "run_label",
+    "saliency_grid_figure", "saliency_maps", "show", "test_subset", "top_attribute_pairs",
 ]
