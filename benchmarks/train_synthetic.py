@@ -42,11 +42,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--tag", default=None, help="results file suffix (default: from the preset)")
+    parser.add_argument("--drop-query-keypoints", action="store_true",
+                        help="remove the query images' keypoints (as the Market release without the 14-point file)")
+    parser.add_argument("--amp", default="off", help="auto, bf16, off (default: off, float32)")
     args = parser.parse_args()
 
+    import dataclasses
     import json
 
     split = load_synthetic(args.data_root)
+    if args.drop_query_keypoints:
+        split = dataclasses.replace(split, query=[dataclasses.replace(r, keypoints=None) for r in split.query])
     cfg = TrainConfig.from_preset(
         args.preset,
         dataset="synthetic", data_root=args.data_root,
@@ -54,7 +60,8 @@ def main() -> None:
                    **json.loads(args.model_cfg)},
         height=args.height, width=args.width, epochs=args.epochs, max_steps_per_epoch=args.steps_per_epoch,
         batch_p=args.batch_p, batch_k=args.batch_k, lr=args.lr, schedule="constant", warmup_epochs=0,
-        eval_every=0, seed=args.seed, device=args.device, num_workers=2,
+        eval_every=0, seed=args.seed, device=args.device, num_workers=2, amp=args.amp,
+        allow_missing=args.drop_query_keypoints,
         output_dir=f"runs/train_synthetic/{args.tag or args.preset.replace('/', '_')}_seed{args.seed}",
         overwrite=True,  # the script's own run folder under runs/train_synthetic
     )
