@@ -223,8 +223,8 @@ def test_run_compare_panel_controls_change_the_figures(tiny_batch):
     panel = D.RunComparePanel(batch, query=0)
     maps, list_a, list_b = panel.figures
     titles = [a.text for a in maps.layout.annotations]
-    assert any("A: Baseline s0 (grad-cam)" in t for t in titles)
-    assert any(t.startswith("B: Baseline+GSRPA s0 (attention") for t in titles)
+    assert "A: Baseline s0<br>grad-cam" in titles
+    assert any(t.startswith("B: Baseline+GSRPA s0<br>attention") for t in titles)
     a = panel.data("Baseline s0")
     expected = viz.rank_list(a.distances, 0, [r.pid for r in a.split.query], [r.camid for r in a.split.query],
                              [r.pid for r in a.split.gallery], [r.camid for r in a.split.gallery], k=10)

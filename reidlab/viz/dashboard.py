@@ -505,7 +505,7 @@ class RunComparePanel(W.Panel if W is not None else object):
         maps = {}
         for side, label, data in (("A", self.run_a.value, a), ("B", self.run_b.value, b)):
             what, saliency = saliency_maps(data.model, batch["image"])
-            maps[f"{side}: {label} ({what})"] = saliency
+            maps[f"{side}: {label}<br>{what}"] = saliency
         mask = None
         if record.extra.get("mask_path"):
             from .cam import load_mask
