@@ -131,8 +131,8 @@ class TrainConfig:
     step_epochs: tuple[int, ...] = ()  # step: epochs at which lr *= step_gamma (MSRA: the last part at 0.001)
     step_gamma: float = 0.1
     # --- speed
-    amp: str = "auto"  # "auto": bf16 on CUDA where supported, else fp16 + GradScaler; off on CPU
-    channels_last: bool = True  # applied on CUDA only (CPU convolutions are faster in NCHW)
+    amp: str = "auto"  # "auto": bf16 where the device runs it natively (CUDA, CPUs with avx512_bf16/amx), fp16 + scaler on older GPUs
+    channels_last: bool = True  # CUDA; on CPU only under native bf16, where it measured faster (engine/precision.py)
     compile: bool = False  # torch.compile the model
     sync_bn: bool = False  # SyncBatchNorm under DDP
     num_workers: int | None = None  # None: the CPUs this process may use (at most 8)

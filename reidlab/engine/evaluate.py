@@ -70,8 +70,9 @@ def extract_features(
 
     ``flip=True`` averages each image's features with its mirror image's
     (keypoints mirrored too). Keypoints are passed when ``model.requires``
-    names them. ``amp``: bf16 autocast on CUDA where supported (features are
-    returned in float32). The model's train/eval mode is restored afterwards.
+    names them. ``amp``: the training precision's choice for the device
+    (:func:`reidlab.engine.precision.resolve_amp` "auto": bf16 on CUDA and on CPUs with
+    native bf16, else float32); ``amp=False`` is float32. Features are returned in float32. The model's train/eval mode is restored afterwards.
     """
     if len(records) == 0:
         raise ValueError("extract_features: no records given")
@@ -82,14 +83,21 @@ def extract_features(
     model_device = next(model.parameters()).device
     if model_device != device:
         model.to(device)
-    use_bf16 = amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
+    from reidlab.engine.precision import resolve_amp, use_channels_last
+
+    autocast_dtype = resolve_amp("auto" if amp else "off", device)
+    if autocast_dtype == torch.float16:  # inference needs no scaler, but bf16 is safer where it exists
+        autocast_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    channels_last = use_channels_last(True, device, autocast_dtype)
     loader = _eval_loader(records, height, width, batch_size, num_workers)
     chunks = []
     try:
         for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
             images = batch["image"].to(device, non_blocking=True)  # (B, 3, H, W)
+            if channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
             keypoints = batch["keypoints"].to(device) if needs_keypoints else None
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+            with torch.autocast(device.type, dtype=autocast_dtype or torch.float32, enabled=autocast_dtype is not None):
                 feats = model(images, keypoints=keypoints)["features"].float()  # (B, D)
                 if flip:
                     flipped_kp = flip_keypoints(keypoints, images.shape[-1]) if keypoints is not None else None
@@ -118,6 +126,7 @@ def evaluate(
     progress: bool = True,
     return_features: bool = False,
     protocol: str = "market",
+    amp: bool = True,
 ) -> dict:
     """Query vs gallery retrieval of ``split`` with ``model``: the dict of
     :func:`reidlab.engine.metrics.evaluate_ranking` (rank1, rank5, rank10, mAP,
@@ -126,7 +135,7 @@ def evaluate(
     ``rerank=True`` applies k-reciprocal re-ranking (Zhong et al. 2017) to the
     distances. ``protocol="cuhk03"``: the CMC (rank-k) is CUHK03's classic
     single-gallery-shot CMC (10 seeded draws of one gallery image per identity);
-    mAP and mINP stay on the full gallery. ``return_features=True`` adds ``query_features``,
+    mAP and mINP stay on the full gallery. ``amp``: as :func:`extract_features` (False: float32). ``return_features=True`` adds ``query_features``,
     ``gallery_features`` and ``distmat`` (for plots).
     """
     from reidlab.engine.distance import pairwise_distance
@@ -139,7 +148,7 @@ def evaluate(
     if metric not in ("euclidean", "cosine"):
         raise ValueError(f"evaluate: metric must be 'euclidean' or 'cosine', got {metric!r}")
     common = dict(height=height, width=width, batch_size=batch_size, flip=flip, device=device,
-                  num_workers=num_workers, progress=progress)
+                  num_workers=num_workers, progress=progress, amp=amp)
     qf = extract_features(model, split.query, desc="query features", **common)
     gf = extract_features(model, split.gallery, desc="gallery features", **common)
     if rerank:

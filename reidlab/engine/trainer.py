@@ -58,6 +58,7 @@ from reidlab.engine.checkpoint import (  # noqa: F401 - re-exported: the engine'
     rng_state, set_rng_state,
 )
 from reidlab.engine.evaluate import evaluate, resolve_device
+from reidlab.engine.precision import resolve_amp, use_channels_last  # noqa: F401 - resolve_amp re-exported
 from reidlab.engine.schedule import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -111,23 +112,6 @@ def read_log(output_dir: str | Path) -> pd.DataFrame:
         raise FileNotFoundError(f"no training log at {path}")
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return pd.DataFrame(rows)
-
-
-def resolve_amp(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for ``TrainConfig.amp`` on ``device`` (None: full precision)."""
-    if mode == "off":
-        return None
-    if mode == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if mode == "bf16":
-        return torch.bfloat16
-    if mode == "fp16":
-        if device.type != "cuda":
-            raise ValueError("TrainConfig.amp='fp16' needs CUDA; use 'bf16' or 'off' on CPU")
-        return torch.float16
-    raise ValueError(f"TrainConfig.amp: unknown {mode!r}; use auto, bf16, fp16 or off")
 
 
 def _ignore_sigint_in_worker(worker_id: int) -> None:
@@ -259,7 +243,7 @@ class Trainer:
 
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.channels_last = cfg.channels_last and self.device.type == "cuda"
+        self.channels_last = use_channels_last(cfg.channels_last, self.device, self.amp_dtype)
         if self.channels_last:
             self.model.to(memory_format=torch.channels_last)
         if self.device.type == "cuda":
@@ -644,6 +628,7 @@ class Trainer:
         cfg = self.cfg
         return evaluate(unwrap(self.model), self.split, cfg.height, cfg.width, batch_size=cfg.eval_batch_size,
                         flip=cfg.flip_eval, metric=cfg.metric, device=self.device, protocol=cfg.protocol,
+                        amp=cfg.amp != "off",  # a float32 run is evaluated in float32
                         num_workers=min(self.num_workers, 4), progress=cfg.progress)
 
     def _finish_epoch(self, row: dict) -> None:
