@@ -7,6 +7,9 @@ STAMP := $(VENV)/.reidlab-installed
 CHROMIUM ?= /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 NBVAL := --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg
+# Notebooks are executed and checked with one CPU thread: float sums (10_train trains in the notebook)
+# then repeat exactly between `make notebooks` and `make test`, whatever the machine's core count.
+NB_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
 .PHONY: demo test notebooks zoo chromium lab bench venv clean-venv
 
@@ -31,14 +34,16 @@ chromium:
 	@test -x $(CHROMIUM) || { echo "$(CHROMIUM) missing: installing Debian's chromium with apt-get (browser tests)"; \
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
 
-# Unit tests + every notebook re-executed under strict nbval (outputs compared, not --nbval-lax).
+# Unit tests (browser tests included), then every notebook re-executed under strict nbval
+# (stored outputs compared, not --nbval-lax).
 test: $(STAMP) zoo chromium
-	$(PY) -m pytest -q -p no:cacheprovider tests notebooks $(NBVAL)
+	$(PY) -m pytest -q -p no:cacheprovider tests
+	$(NB_ENV) $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) $(wildcard notebooks/[0-9]*.ipynb)
 
 # Re-execute every notebook in place (stored outputs), after the zoo.
 notebooks: $(STAMP) zoo
 	cd notebooks && for nb in [0-9]*.ipynb; do echo "== $$nb"; \
-		../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 $$nb || exit 1; done
+		$(NB_ENV) ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 $$nb || exit 1; done
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
