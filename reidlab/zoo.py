@@ -33,6 +33,9 @@ from reidlab.engine.pretrain import PretrainSettings
 log = logging.getLogger(__name__)
 
 HEIGHT, WIDTH, DEPTH = 128, 64, 18
+# Training threads, fixed: float sums in the backward pass depend on how work is split between
+# threads, and the notebooks' stored numbers must repeat on every machine of this kind (2 cores).
+ZOO_THREADS = 2
 # The notebooks' own small pretraining: about 5 minutes here (the full `reidlab pretrain` is larger).
 ZOO_PRETRAIN = PretrainSettings(depth=DEPTH, height=HEIGHT, width=WIDTH, num_ids=600, images_per_id=8, epochs=3, amp="off")
 
@@ -73,14 +76,34 @@ def zoo_root() -> Path:
     return default_data_dir().parent / "runs" / "notebooks"
 
 
+class _threads:
+    """``torch.set_num_threads(n)`` for a block, restored after."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __enter__(self):
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        import torch
+
+        torch.set_num_threads(self.before)
+        return False
+
+
 def zoo_backbone(progress: bool = True) -> Path:
     """The notebooks' synthetic-pretrained ResNet-18 (made on first use, about 5 minutes)."""
     from reidlab.engine.pretrain import pretrain_backbone
     from reidlab.models.backbone import default_data_dir
 
     folder = default_data_dir() / "pretrained" / "notebooks"
-    return pretrain_backbone(ZOO_PRETRAIN, output=folder / f"resnet{DEPTH}-synthetic.pth",
-                             run_dir=zoo_root() / "pretrain", progress=progress)
+    with _threads(ZOO_THREADS):
+        return pretrain_backbone(ZOO_PRETRAIN, output=folder / f"resnet{DEPTH}-synthetic.pth",
+                                 run_dir=zoo_root() / "pretrain", progress=progress)
 
 
 def zoo_config(name: str, data_root: str | Path | None = None):
@@ -139,7 +162,8 @@ def zoo_checkpoint(name: str, progress: bool = True) -> Path:
           f"{cfg.max_steps_per_epoch} steps of {cfg.batch_p * cfg.batch_k} images at {cfg.height}x{cfg.width} "
           f"-> {folder} (once; later runs load it)")
     start = time.perf_counter()
-    result = Trainer(cfg, split=split).fit()
+    with _threads(ZOO_THREADS):
+        result = Trainer(cfg, split=split).fit()
     if not result.completed:
         raise RuntimeError(f"training of {name!r} stopped ({result.status}); call again to continue")
     from reidlab.engine.checkpoint import atomic_write_text
