@@ -136,10 +136,10 @@ def test_aabs_notebook_in_chromium(browser_available, tmp_path):
         assert figure["frames"] and all("image" in frame for frame in figure["frames"]), figure
         assert "image" in figure["data"], figure
     assert all(figure["images"] >= 1 for figure in animations), f"an animation lost its image: {animations}"
-    # the panel's planes trace moved to image 2's planes: some scatter's y changed
-    before = [t["y"] for f in result.figures_before for t in f if t["type"] == "scatter"]
-    after = [t["y"] for f in result.figures_after for t in f if t["type"] == "scatter"]
-    assert before != after, describe(result)
+    # the panel now shows image 2: Algorithm 1's cosines (the bars) are that image's
+    before = [t["y"] for f in result.figures_before for t in f if t["type"] == "bar"]
+    after = [t["y"] for f in result.figures_after for t in f if t["type"] == "bar"]
+    assert len(before) == len(after) and before != after, describe(result)
 
 
 def test_gsrpa_notebook_in_chromium(browser_available, tmp_path):
