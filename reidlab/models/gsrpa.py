@@ -75,8 +75,9 @@ def _mapped_product(map_layer: nn.Sequential, left: torch.Tensor, right: torch.T
     """``Map(Reshape(left^T right))`` of Eq. 3 as ``BN-ReLU((W left^T) right)``: ``left, right (B, C', N)`` -> ``(B, N_r, H, W)``."""
     conv, bn, relu = map_layer
     weight = conv.weight.flatten(1)  # (N_r, N)  the 1x1 conv's weight
-    projected = weight @ left.transpose(1, 2)  # (B, N_r, C')
-    mapped = projected @ right  # (B, N_r, N)  = Conv(Reshape(left^T right))
+    # (left @ W^T) is one (B*C', N) x (N, N_r) GEMM; W @ left^T would broadcast W over the batch
+    projected = left @ weight.t()  # (B, C', N_r) = (W left^T)^T
+    mapped = projected.transpose(1, 2) @ right  # (B, N_r, N)  = Conv(Reshape(left^T right))
     return relu(bn(mapped.view(mapped.shape[0], -1, *size)))  # (B, N_r, H, W)
 
 
