@@ -283,11 +283,9 @@ def _now() -> str:
 
 
 def _atomic_write_json(data: dict, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=2, default=_json_default))
-    os.replace(tmp, path)
-    return path
+    from reidlab.engine.checkpoint import atomic_write_text
+
+    return atomic_write_text(json.dumps(data, indent=2, default=_json_default), path)
 
 
 def _json_default(value):
