@@ -250,7 +250,7 @@ def _outline(mask: np.ndarray) -> tuple[list, list]:
 
 
 def saliency_grid_figure(images, maps: Mapping[str, object], masks: Sequence | None = None,
-                         row_labels: Sequence[str] | None = None, title: str = "", max_cells: int = 32) -> go.Figure:
+                         row_labels: Sequence[str] | None = None, title: str = "", max_cells: int = 16) -> go.Figure:
     """Images (rows) x saliency maps (columns): the image, then each named map ``(B, h, w)``
     stretched over it (each map scaled to its own maximum per image, so shapes compare, not
     magnitudes). ``masks``: per image an ``(H, W)`` bool occluder mask or None, drawn as a white
