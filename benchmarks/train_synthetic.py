@@ -45,6 +45,9 @@ def main() -> None:
     parser.add_argument("--drop-query-keypoints", action="store_true",
                         help="remove the query images' keypoints (as the Market release without the 14-point file)")
     parser.add_argument("--amp", default="off", help="auto, bf16, off (default: off, float32)")
+    parser.add_argument("--pretrained", default="false",
+                        help="backbone start: false (from scratch), synthetic, or a weight file")
+    parser.add_argument("--lr-mult", default="{}", help='per-prefix lr multipliers as JSON, e.g. {"attention.": 10}')
     args = parser.parse_args()
 
     import dataclasses
@@ -56,8 +59,10 @@ def main() -> None:
     cfg = TrainConfig.from_preset(
         args.preset,
         dataset="synthetic", data_root=args.data_root,
-        model_cfg={**TrainConfig.from_preset(args.preset).model_cfg, "depth": args.depth, "pretrained": False,
+        model_cfg={**TrainConfig.from_preset(args.preset).model_cfg, "depth": args.depth,
+                   "pretrained": False if args.pretrained == "false" else args.pretrained,
                    **json.loads(args.model_cfg)},
+        lr_mult=json.loads(args.lr_mult),
         height=args.height, width=args.width, epochs=args.epochs, max_steps_per_epoch=args.steps_per_epoch,
         batch_p=args.batch_p, batch_k=args.batch_k, lr=args.lr, schedule="constant", warmup_epochs=0,
         eval_every=0, seed=args.seed, device=args.device, num_workers=2, amp=args.amp,
