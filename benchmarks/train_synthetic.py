@@ -96,7 +96,8 @@ def main() -> None:
         print(table.round(3).to_string())
         print(f"attribute accuracy {figures['attribute_accuracy_mean']:.3f} vs majority "
               f"{figures['attribute_majority_mean']:.3f} ({figures['attributes_above_majority']}/{len(table)} above)")
-    save_results(f"train_synthetic_{args.tag or args.preset.replace('/', '_')}", figures)
+    suffix = f"_seed{args.seed}" if args.seed else ""
+    save_results(f"train_synthetic_{args.tag or args.preset.replace('/', '_')}{suffix}", figures)
 
 
 if __name__ == "__main__":
