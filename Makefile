@@ -43,7 +43,7 @@ test: $(STAMP) zoo chromium
 # Re-execute every notebook in place (stored outputs), after the zoo.
 notebooks: $(STAMP) zoo
 	cd notebooks && for nb in [0-9]*.ipynb; do echo "== $$nb"; \
-		$(NB_ENV) ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 $$nb || exit 1; done
+		$(NB_ENV) ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 --ExecutePreprocessor.store_widget_state=False $$nb || exit 1; done
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
