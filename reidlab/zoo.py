@@ -129,13 +129,20 @@ _RUN_FLAGS = ("resume", "overwrite", "progress")
 
 
 def _settings(values: dict) -> dict:
-    """A config dict without the flags that say how a run was started (not what it trains)."""
-    return {k: v for k, v in values.items() if k not in _RUN_FLAGS}
+    """What a zoo run trains, as a dict: without the flags that say how it was started and without
+    where things lie (output and data folders, the backbone file's folder), so that the same
+    working tree reached by another path (a copy, a link) finds its models trained."""
+    kept = {k: v for k, v in values.items() if k not in (*_RUN_FLAGS, "output_dir", "data_root")}
+    model_cfg = dict(kept.get("model_cfg") or {})
+    if isinstance(model_cfg.get("pretrained"), str):
+        model_cfg["pretrained"] = Path(model_cfg["pretrained"]).name
+    kept["model_cfg"] = model_cfg
+    return kept
 
 
 def _finished(cfg) -> bool:
     done = Path(cfg.output_dir) / "zoo.json"
-    return done.exists() and json.loads(done.read_text()).get("config") == _settings(cfg.to_dict())
+    return done.exists() and _settings(json.loads(done.read_text()).get("config", {})) == _settings(cfg.to_dict())
 
 
 def zoo_checkpoint(name: str, progress: bool = True) -> Path:

@@ -54,3 +54,14 @@ def test_a_changed_entry_is_trained_again(tiny_zoo, monkeypatch):
     assert zoo._finished(zoo.zoo_config("baseline"))
     with pytest.raises(ValueError, match="no zoo model"):
         zoo.zoo_config("resnet")
+
+
+def test_the_same_tree_by_another_path_finds_its_models(tiny_zoo, monkeypatch, tmp_path):
+    zoo.zoo_model("baseline", progress=False)
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    (other / "data").symlink_to(tiny_zoo / "data")  # a copy of the tree that links data/ and runs/
+    (other / "runs").symlink_to(tiny_zoo / "runs")
+    monkeypatch.setenv("REIDLAB_DATA_DIR", str(other / "data"))
+    cfg = zoo.zoo_config("baseline")
+    assert str(other) in cfg.output_dir and zoo._finished(cfg)  # found trained: nothing is retrained or removed
