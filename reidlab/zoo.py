@@ -132,6 +132,7 @@ def _settings(values: dict) -> dict:
     """What a zoo run trains, as a dict: without the flags that say how it was started and without
     where things lie (output and data folders, the backbone file's folder), so that the same
     working tree reached by another path (a copy, a link) finds its models trained."""
+    values = json.loads(json.dumps(values))  # tuples -> lists, as read back from a file
     kept = {k: v for k, v in values.items() if k not in (*_RUN_FLAGS, "output_dir", "data_root")}
     model_cfg = dict(kept.get("model_cfg") or {})
     if isinstance(model_cfg.get("pretrained"), str):

@@ -65,3 +65,10 @@ def test_the_same_tree_by_another_path_finds_its_models(tiny_zoo, monkeypatch, t
     monkeypatch.setenv("REIDLAB_DATA_DIR", str(other / "data"))
     cfg = zoo.zoo_config("baseline")
     assert str(other) in cfg.output_dir and zoo._finished(cfg)  # found trained: nothing is retrained or removed
+
+
+def test_a_config_read_back_from_json_is_the_same_model():
+    cfg = zoo.zoo_config("msra")  # its model_cfg holds a tuple (levels), which JSON stores as a list
+    import json
+
+    assert zoo._settings(json.loads(json.dumps(cfg.to_dict()))) == zoo._settings(cfg.to_dict())
