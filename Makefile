@@ -11,7 +11,7 @@ NBVAL := --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 # then repeat exactly between `make notebooks` and `make test`, whatever the machine's core count.
 NB_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: demo test notebooks zoo chromium lab bench venv clean-venv
+.PHONY: demo test notebooks zoo chromium lab bench venv clean-venv ablation-demo
 
 venv: $(STAMP)
 
@@ -44,6 +44,12 @@ test: $(STAMP) zoo chromium
 notebooks: $(STAMP) zoo
 	cd notebooks && for nb in [0-9]*.ipynb; do echo "== $$nb"; \
 		$(NB_ENV) ../$(VENV)/bin/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 --ExecutePreprocessor.store_widget_state=False $$nb || exit 1; done
+
+# MBGN Table 2 on the synthetic data, short schedule, two seeds, on the embedded Dask cluster
+# (re-running skips finished runs); notebooks/11_ablation_dashboard.ipynb shows it with
+# batch_dir='../runs/ablation/mbgn-table2'.
+ablation-demo: $(STAMP)
+	$(PY) -m reidlab.cli ablate mbgn-table2 --seeds 2 --epochs 4 --steps-per-epoch 25 --output-dir runs/ablation/mbgn-table2
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks

@@ -263,3 +263,21 @@ def test_mask_grid_figure_draws_every_mask(msra_case):
     assert [a.text for a in fig.layout.annotations][:len(names)] == list(names)
     with pytest.raises(ValueError, match="names"):
         D.mask_grid_figure(batch["image"], explanation.attribute_masks, names[:3])
+
+
+def test_a_batch_of_records_only_says_it_has_no_checkpoints(tmp_path):
+    import json
+    import shutil
+    from pathlib import Path
+
+    from reidlab.viz import dashboard
+
+    shipped = Path(__file__).resolve().parents[1] / "notebooks" / "ablation-demo" / "mbgn-table2"
+    copy = tmp_path / "batch"
+    shutil.copytree(shipped, copy)
+    batch = dashboard.load_batch(copy)
+    assert len(batch.labels) >= 2 and not batch.has_checkpoints()
+    label = batch.labels[0]
+    (copy / str(batch.row(label)["run"]) / "checkpoint.pt").write_bytes(b"")
+    assert batch.has_checkpoints([label]) and not batch.has_checkpoints()
+    assert json.loads((copy / "batch.json").read_text())["runs"]

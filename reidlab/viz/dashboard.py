@@ -371,13 +371,23 @@ class Batch:
             raise ValueError(f"batch {self.folder}: no run {label!r}; runs: {', '.join(self.table['label'])}")
         return rows.iloc[0]
 
+    def checkpoint(self, label: str) -> Path:
+        """Run ``label``'s checkpoint: the recorded path, or ``checkpoint.pt`` in its folder of this batch."""
+        row = self.row(label)
+        recorded = Path(str(row["checkpoint"]))
+        return recorded if recorded.is_absolute() else self.folder / str(row["run"]) / recorded.name
+
+    def has_checkpoints(self, labels=None) -> bool:
+        """Whether every run of ``labels`` (default: all finished runs) has its checkpoint here: a batch
+        folder may hold only the runs' records (results, logs), as the one shipped in notebooks/."""
+        return all(self.checkpoint(label).is_file() for label in (labels or self.labels))
+
     def model(self, label: str, device: str = "cpu"):
         """Run ``label``'s trained model (its ``checkpoint.pt``, eval mode) and its TrainConfig; cached."""
         from reidlab.engine.trainer import load_checkpoint_model
 
         if label not in self._models:
-            row = self.row(label)
-            checkpoint = Path(row["checkpoint"])
+            checkpoint = self.checkpoint(label)
             if not checkpoint.is_file():
                 raise FileNotFoundError(f"run {label!r}: no checkpoint at {checkpoint} (did the run finish?)")
             self._models[label] = load_checkpoint_model(checkpoint, device=device, split=self.split(label))
