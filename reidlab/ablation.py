@@ -736,7 +736,10 @@ def run_batch(runs: Sequence[RunSpec], output_dir: str | Path, scheduler: str | 
     for run in runs:  # absolute paths: the runs execute in their own folders, maybe on other machines
         params = dict(run.params, output_dir=str(output_dir / run.name))
         if params["data_root"]:
-            params["data_root"] = str(Path(params["data_root"]).expanduser().resolve())
+            root = Path(params["data_root"]).expanduser()
+            if params["data_root"] == TRAIN_PARAMETERS["data_root"][1] and not root.is_absolute():
+                root = notebook.parent / root  # the notebook's own default is relative to the notebook's folder
+            params["data_root"] = str(root.resolve())
         specs.append(RunSpec(params, run.name))
     _atomic_write_json({"created": _now(), "runs": [s.to_dict() for s in specs]}, output_dir / "batch.json")
     skipped = [s.name for s in specs if is_finished(output_dir / s.name, s.params)]

@@ -298,3 +298,18 @@ def test_batch_on_a_separately_started_dask_cluster(tmp_path, tiny_data):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+def test_the_notebooks_default_data_root_is_relative_to_the_notebook(tmp_path, monkeypatch):
+    import reidlab.ablation as ablation
+
+    seen = []
+    monkeypatch.setattr(ablation, "prepare_data", lambda todo: None)
+    monkeypatch.setattr(ablation, "_run_on_dask", lambda todo, *a, **k: seen.extend(todo) or [])
+    monkeypatch.chdir(tmp_path)  # a batch started from anywhere
+    default = ablation.normalize_parameters({"preset": "baseline/bnneck"})
+    given = ablation.normalize_parameters({"preset": "baseline/bnneck", "data_root": "mydata", "seed": 1})
+    ablation.run_batch([ablation.RunSpec(default, "a"), ablation.RunSpec(given, "b")], tmp_path / "batch", progress=False)
+    roots = {s.name: s.params["data_root"] for s in seen}
+    assert roots["a"] == str((ablation.DEFAULT_NOTEBOOK.parent / "../data/synthetic").resolve())
+    assert roots["b"] == str(tmp_path / "mydata")  # a value given on the command line: relative to where you are
