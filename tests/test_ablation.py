@@ -56,7 +56,7 @@ def test_train_config_merges_the_preset_and_rejects_bad_input(tmp_path):
     cfg = train_config_from_params({"preset": "mbgn/table2/Baseline", "model_cfg": '{"depth": 18}',
                                     "output_dir": str(tmp_path / "run"), **TINY})
     assert cfg.model == "mbgn" and cfg.model_cfg["depth"] == 18
-    assert cfg.model_cfg["fusion"] == "pcb" and cfg.model_cfg["attention"] is None  # the preset's, kept
+    assert cfg.model_cfg["fusion"] == "pcb" and cfg.model_cfg["attention"] == "none"  # the preset's, kept
     assert (cfg.height, cfg.width, cfg.epochs, cfg.max_steps_per_epoch) == (64, 32, 1, 2)
     assert cfg.resume is True and cfg.eval_every == 0
     paper = train_config_from_params({"preset": "mbgn/table2/Baseline", "height": 0, "width": 0, "epochs": 0,

@@ -203,11 +203,12 @@ def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, synthetic_s
         return out
 
     monkeypatch.setattr(trainer, "train_step", step_then_ctrl_c)
+    before = signal.getsignal(signal.SIGINT)
     result = trainer.fit()
     out = capsys.readouterr().out
     assert result.status == "interrupted" and result.stopped_at == (1, 2)
     assert "--resume" in out and str(run / "checkpoint.pt") in out
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+    assert signal.getsignal(signal.SIGINT) is before  # the caller's handler is restored
     resumed = Trainer(tiny_cfg(run, resume=True, **cfg), split=synthetic_split,
                       model=TinyReID(synthetic_split.num_train_pids)).fit()
     assert same_state(resumed.model.state_dict(), straight.model.state_dict())
