@@ -35,7 +35,7 @@ chromium:
 		$(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends chromium; }
 
 # Unit tests (browser tests included), then every notebook re-executed under strict nbval
-# (stored outputs compared, not --nbval-lax).
+# (stored outputs compared, not the lax mode).
 test: $(STAMP) zoo chromium
 	$(PY) -m pytest -q -p no:cacheprovider tests
 	$(NB_ENV) $(PY) -m pytest -q -p no:cacheprovider $(NBVAL) $(wildcard notebooks/[0-9]*.ipynb)

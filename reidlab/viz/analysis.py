@@ -452,15 +452,7 @@ class InvolutionPanel(_panel_base()):
         return module.spatial_size
 
     def _stage_changed(self, _change) -> None:
-        from .widgets import _set_range
-
-        h, w = self.grid()
-        self._holding = True
-        try:
-            _set_range(self.row, h - 1)
-            _set_range(self.col, w - 1)
-        finally:
-            self._holding = False
+        self._fit_pixel_pickers(*self.grid())
 
     def build(self) -> tuple[go.Figure, ...]:
         index, stage, pixel = self.image.value, self.stage.value, (self.row.value, self.col.value)

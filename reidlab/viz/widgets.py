@@ -83,6 +83,15 @@ class Panel:
     """Controls + figures kept in sync. Subclasses set their controls, then call ``_start(*controls)``,
     and implement :meth:`build` (one figure or a tuple of figures)."""
 
+    def _fit_pixel_pickers(self, h: int, w: int) -> None:
+        """Bound the ``row``/``col`` pickers to an h x w map (a new stage), rebuilding once."""
+        self._holding = True
+        try:
+            _set_range(self.row, h - 1)
+            _set_range(self.col, w - 1)
+        finally:
+            self._holding = False
+
     def __init__(self) -> None:
         self.figures: tuple[go.Figure, ...] = ()
         self.live: list[go.FigureWidget] = []
@@ -217,13 +226,7 @@ class GSRPAPanel(Panel):
         return tuple(int(v) for v in self.details[self.stage.value].attention.shape[-2:])
 
     def _stage_changed(self, _change) -> None:
-        h, w = self.grid()
-        self._holding = True
-        try:
-            _set_range(self.row, h - 1)
-            _set_range(self.col, w - 1)
-        finally:
-            self._holding = False
+        self._fit_pixel_pickers(*self.grid())
 
     @property
     def pixel(self) -> tuple[int, int]:
