@@ -50,3 +50,24 @@ def synthetic_split(synthetic_root):
     from reidlab.data.synthetic import load_synthetic
 
     return load_synthetic(synthetic_root, generate_if_missing=False)
+
+
+def make_tiny_batch(folder, data_root, split):
+    """Two one-step runs (Baseline, Baseline+GSRPA) recorded as the train notebook records them."""
+    from reidlab.ablation import RunRecorder, _atomic_write_json, normalize_parameters, run_name, \
+        train_config_from_params
+    from reidlab.engine.trainer import Trainer
+
+    names = []
+    for preset in ("mbgn/table2/Baseline", "mbgn/table2/Baseline+GSRPA"):
+        params = normalize_parameters(dict(
+            preset=preset, model_cfg='{"depth": 18, "pretrained": false}', data_root=str(data_root), epochs=1,
+            steps_per_epoch=1, batch_p=4, batch_k=2, seed=0, progress=False, device="cpu"))
+        params["output_dir"] = str(folder / run_name(params))
+        names.append(run_name(params))
+        cfg = train_config_from_params(params)
+        with RunRecorder(params, cfg) as run:
+            result = Trainer(cfg, split=split).fit()
+            run.record(result.history, result.metrics)
+    _atomic_write_json({"runs": [{"name": name} for name in names]}, folder / "batch.json")
+    return folder

@@ -32,27 +32,6 @@ def test_widget_slider_redraws_plotly_figure_in_chromium(browser_available, tmp_
 
 
 # ----------------------------------------------------------------------------- the ablation dashboard (issue 12)
-def _tiny_batch(folder, data_root, split):
-    """Two one-step runs (Baseline, Baseline+GSRPA) recorded as the train notebook records them."""
-    from reidlab.ablation import RunRecorder, _atomic_write_json, normalize_parameters, run_name, \
-        train_config_from_params
-    from reidlab.engine.trainer import Trainer
-
-    names = []
-    for preset in ("mbgn/table2/Baseline", "mbgn/table2/Baseline+GSRPA"):
-        params = normalize_parameters(dict(
-            preset=preset, model_cfg='{"depth": 18, "pretrained": false}', data_root=str(data_root), epochs=1,
-            steps_per_epoch=1, batch_p=4, batch_k=2, seed=0, progress=False, device="cpu"))
-        params["output_dir"] = str(folder / run_name(params))
-        names.append(run_name(params))
-        cfg = train_config_from_params(params)
-        with RunRecorder(params, cfg) as run:
-            result = Trainer(cfg, split=split).fit()
-            run.record(result.history, result.metrics)
-    _atomic_write_json({"runs": [{"name": name} for name in names]}, folder / "batch.json")
-    return folder
-
-
 def test_ablation_dashboard_query_slider_redraws_in_chromium(browser_available, synthetic_root, synthetic_split,
                                                              tmp_path):
     """notebooks/11_ablation_dashboard.ipynb on a tiny batch: run all cells, move the query slider of the
@@ -60,7 +39,9 @@ def test_ablation_dashboard_query_slider_redraws_in_chromium(browser_available, 
     import json
     from pathlib import Path
 
-    batch = _tiny_batch(tmp_path / "batch", synthetic_root, synthetic_split)
+    from conftest import make_tiny_batch
+
+    batch = make_tiny_batch(tmp_path / "batch", synthetic_root, synthetic_split)
     source = Path(__file__).resolve().parents[1] / "notebooks" / "11_ablation_dashboard.ipynb"
     book = json.loads(source.read_text())
     cell = next(c for c in book["cells"] if "parameters" in c.get("metadata", {}).get("tags", []))

@@ -171,23 +171,10 @@ def test_test_subset(synthetic_split):
 @pytest.fixture(scope="module")
 def tiny_batch(synthetic_root, synthetic_split, tmp_path_factory):
     """Two one-step runs (Baseline, Baseline+GSRPA) and one failed record, as the train notebook writes them."""
-    from reidlab.ablation import RunRecorder, failure_record, normalize_parameters, run_name, \
-        train_config_from_params, _atomic_write_json
-    from reidlab.engine.trainer import Trainer
+    from conftest import make_tiny_batch
+    from reidlab.ablation import _atomic_write_json, failure_record, normalize_parameters
 
-    folder = tmp_path_factory.mktemp("batch")
-    names = []
-    for preset in ("mbgn/table2/Baseline", "mbgn/table2/Baseline+GSRPA"):
-        params = normalize_parameters(dict(
-            preset=preset, model_cfg='{"depth": 18, "pretrained": false}', data_root=str(synthetic_root), epochs=1,
-            steps_per_epoch=1, batch_p=4, batch_k=2, seed=0, progress=False, device="cpu"))
-        params["output_dir"] = str(folder / run_name(params))
-        names.append(run_name(params))
-        cfg = train_config_from_params(params)
-        with RunRecorder(params, cfg) as run:
-            result = Trainer(cfg, split=synthetic_split).fit()
-            run.record(result.history, result.metrics)
-    _atomic_write_json({"runs": [{"name": name} for name in names]}, folder / "batch.json")  # the grid's order
+    folder = make_tiny_batch(tmp_path_factory.mktemp("batch"), synthetic_root, synthetic_split)
     broken = folder / "broken"
     broken.mkdir()
     _atomic_write_json(failure_record(normalize_parameters(dict(preset="mbgn/table2/MBGN", seed=1)), "boom"),
