@@ -716,6 +716,23 @@ def prepare_data(runs: Sequence[RunSpec]) -> None:
         load_dataset("synthetic", root)
 
 
+def resolve_run(run: RunSpec, notebook: str | Path, output_dir: str | Path) -> RunSpec:
+    """``run`` with absolute paths (the runs execute in their own folders, maybe on other machines).
+
+    The notebook's default ``data_root`` is relative to the notebook's folder. The folder name's
+    hash is recomputed over the resolved parameters, so that it is the ``run_id`` the run records:
+    a batch re-run on another data folder gets new run folders instead of colliding with the old.
+    """
+    params = dict(run.params)
+    if params["data_root"]:
+        root = Path(params["data_root"]).expanduser()
+        if params["data_root"] == TRAIN_PARAMETERS["data_root"][1] and not root.is_absolute():
+            root = Path(notebook).parent / root
+        params["data_root"] = str(root.resolve())
+    name = f"{run.name.rsplit('_', 1)[0]}_{run_identity(params)}"
+    return RunSpec(dict(params, output_dir=str(Path(output_dir) / name)), name)
+
+
 def run_batch(runs: Sequence[RunSpec], output_dir: str | Path, scheduler: str | None = None,
               workers: int | None = None, threads_per_run: int | None = None, timeout: float | None = None,
               notebook: str | Path | None = None, progress: bool = True, out=None) -> BatchResult:
@@ -732,15 +749,7 @@ def run_batch(runs: Sequence[RunSpec], output_dir: str | Path, scheduler: str | 
     output_dir = Path(output_dir).resolve()
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    specs = []
-    for run in runs:  # absolute paths: the runs execute in their own folders, maybe on other machines
-        params = dict(run.params, output_dir=str(output_dir / run.name))
-        if params["data_root"]:
-            root = Path(params["data_root"]).expanduser()
-            if params["data_root"] == TRAIN_PARAMETERS["data_root"][1] and not root.is_absolute():
-                root = notebook.parent / root  # the notebook's own default is relative to the notebook's folder
-            params["data_root"] = str(root.resolve())
-        specs.append(RunSpec(params, run.name))
+    specs = [resolve_run(run, notebook, output_dir) for run in runs]
     _atomic_write_json({"created": _now(), "runs": [s.to_dict() for s in specs]}, output_dir / "batch.json")
     skipped = [s.name for s in specs if is_finished(output_dir / s.name, s.params)]
     todo = [s for s in specs if s.name not in skipped]

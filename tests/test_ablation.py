@@ -309,7 +309,23 @@ def test_the_notebooks_default_data_root_is_relative_to_the_notebook(tmp_path, m
     monkeypatch.chdir(tmp_path)  # a batch started from anywhere
     default = ablation.normalize_parameters({"preset": "baseline/bnneck"})
     given = ablation.normalize_parameters({"preset": "baseline/bnneck", "data_root": "mydata", "seed": 1})
-    ablation.run_batch([ablation.RunSpec(default, "a"), ablation.RunSpec(given, "b")], tmp_path / "batch", progress=False)
-    roots = {s.name: s.params["data_root"] for s in seen}
-    assert roots["a"] == str((ablation.DEFAULT_NOTEBOOK.parent / "../data/synthetic").resolve())
-    assert roots["b"] == str(tmp_path / "mydata")  # a value given on the command line: relative to where you are
+    specs = [ablation.RunSpec(p, ablation.run_name(p)) for p in (default, given)]
+    ablation.run_batch(specs, tmp_path / "batch", progress=False)
+    assert [s.name.rsplit("_", 1)[0] for s in seen] == ["baseline-bnneck_seed0", "baseline-bnneck_seed1"]
+    roots = [s.params["data_root"] for s in seen]
+    assert roots[0] == str((ablation.DEFAULT_NOTEBOOK.parent / "../data/synthetic").resolve())
+    assert roots[1] == str(tmp_path / "mydata")  # a value given on the command line: relative to where you are
+    for spec in seen:  # the folder's hash is the run_id its record will carry, over the resolved data root
+        assert spec.name.endswith("_" + ablation.run_identity(spec.params))
+        assert spec.params["output_dir"] == str((tmp_path / "batch" / spec.name).resolve())
+
+
+def test_a_batch_on_another_data_folder_gets_new_run_folders(tmp_path):
+    import reidlab.ablation as ablation
+
+    params = ablation.normalize_parameters({"preset": "baseline/bnneck", "data_root": str(tmp_path / "d1")})
+    spec = ablation.RunSpec(params, ablation.run_name(params))
+    one = ablation.resolve_run(spec, ablation.DEFAULT_NOTEBOOK, tmp_path / "batch")
+    moved = ablation.resolve_run(ablation.RunSpec(dict(params, data_root=str(tmp_path / "d2")), spec.name),
+                                 ablation.DEFAULT_NOTEBOOK, tmp_path / "batch")
+    assert one.name != moved.name and one.params["output_dir"] != moved.params["output_dir"]
