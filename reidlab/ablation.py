@@ -72,6 +72,7 @@ TRAIN_PARAMETERS: dict[str, tuple[type, Any, str]] = {
     "preset": (str, "baseline/bnneck", "a reidlab.presets name; '' to give `model` instead"),
     "model": (str, "", "registered model name; '' takes the preset's"),
     "model_cfg": (str, '{"depth": 18, "pretrained": false}', "JSON dict merged into the preset's model config"),
+    "train_cfg": (str, "{}", "JSON dict of TrainConfig fields over the preset's, e.g. '{\"lr_mult\": {\"attention.\": 10}}'"),
     "dataset": (str, "synthetic", "dataset name for reidlab.data.load_dataset"),
     "data_root": (str, "../data/synthetic", "the dataset's folder (relative to the notebook's folder)"),
     "epochs": (int, 2, "training epochs (0: the preset's)"),
@@ -91,6 +92,13 @@ TRAIN_PARAMETERS: dict[str, tuple[type, Any, str]] = {
 # Parameters that say where and how fast a run executes, not what it computes: they are
 # left out of a run's identity (its folder name hash and the resume check).
 EXECUTION_PARAMETERS = ("output_dir", "device", "threads", "num_workers", "progress")
+# Parameters added after the first batches were run: they enter a run's identity only when set,
+# so that the folders of earlier batches keep their names and still count as finished.
+LATER_PARAMETERS = ("train_cfg",)
+# TrainConfig fields that train_cfg may not set: the notebook's own parameters say them.
+_TRAIN_CFG_OWN = ("preset", "model", "model_cfg", "dataset", "data_root", "epochs", "max_steps_per_epoch", "height",
+                  "width", "batch_p", "batch_k", "seed", "device", "output_dir", "resume", "overwrite", "eval_every",
+                  "num_workers", "progress")
 METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
 # Named sets: (paper, table) of reidlab.presets.
@@ -114,7 +122,7 @@ def default_parameters() -> dict[str, Any]:
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     kind = TRAIN_PARAMETERS[name][0]
-    if name == "model_cfg" and isinstance(value, dict):
+    if name in ("model_cfg", "train_cfg") and isinstance(value, dict):
         return json.dumps(value, sort_keys=True)
     if kind is bool:
         if isinstance(value, bool):
@@ -149,10 +157,11 @@ def normalize_parameters(values: dict[str, Any], where: str = "parameters") -> d
     for name, value in values.items():
         out[name] = _coerce(name, value, where)
     out["model_cfg"] = json.dumps(parse_model_cfg(out["model_cfg"], where), sort_keys=True)
+    out["train_cfg"] = json.dumps(parse_model_cfg(out["train_cfg"], where, "train_cfg"), sort_keys=True)
     return out
 
 
-def parse_model_cfg(text: str | dict, where: str = "parameters") -> dict:
+def parse_model_cfg(text: str | dict, where: str = "parameters", name: str = "model_cfg") -> dict:
     if isinstance(text, dict):
         return dict(text)
     if not str(text).strip():
@@ -160,21 +169,28 @@ def parse_model_cfg(text: str | dict, where: str = "parameters") -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: model_cfg is not valid JSON ({err.msg}): {text!r}") from None
+        raise ValueError(f"{where}: {name} is not valid JSON ({err.msg}): {text!r}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{where}: model_cfg must be a JSON object like '{{\"depth\": 18}}', got {text!r}")
+        example = '{"depth": 18}' if name == "model_cfg" else '{"lr": 0.0003}'
+        raise ValueError(f"{where}: {name} must be a JSON object like '{example}', got {text!r}")
     return value
 
 
 def run_identity(params: dict[str, Any]) -> str:
     """8 hex digits over every parameter that changes the result (not output_dir, device, threads, ...)."""
-    keep = {k: v for k, v in sorted(params.items()) if k not in EXECUTION_PARAMETERS}
+    keep = {k: v for k, v in sorted(params.items()) if k not in EXECUTION_PARAMETERS
+            and not (k in LATER_PARAMETERS and v == TRAIN_PARAMETERS[k][1])}
     return hashlib.sha1(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _slug(text: str) -> str:
     text = re.sub(r"[^A-Za-z0-9._+=-]+", "-", str(text).replace("/", "-"))
     return re.sub(r"-{2,}", "-", text).strip("-.") or "run"
+
+
+def _compact(value: Any) -> str:
+    """A model_cfg / train_cfg value for a folder name: dicts and lists as compact JSON."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":")) if isinstance(value, (dict, list)) else str(value)
 
 
 def run_name(params: dict[str, Any], keys: Sequence[str] = ()) -> str:
@@ -189,8 +205,8 @@ def run_name(params: dict[str, Any], keys: Sequence[str] = ()) -> str:
         if key in ("preset", "model", "seed"):
             continue
         value = params[key]
-        if key == "model_cfg":
-            parts += [f"{k}={v}" for k, v in sorted(parse_model_cfg(value).items())]
+        if key in ("model_cfg", "train_cfg"):
+            parts += [f"{k}={_compact(v)}" for k, v in sorted(parse_model_cfg(value, name=key).items())]
         else:
             parts.append(f"{key}={value}")
     readable = _slug("_".join(str(p) for p in parts))[:90]
@@ -238,6 +254,11 @@ def train_config_from_params(params: dict[str, Any], default_output_root: str | 
         values.update(model=params["model"], model_cfg=merge_dicts({}, user_cfg))
     else:
         raise ValueError("parameters: give a preset (reidlab.presets.list_presets()) or a model name")
+    train_cfg = parse_model_cfg(params["train_cfg"], name="train_cfg")
+    clash = sorted(set(train_cfg) & set(_TRAIN_CFG_OWN))
+    if clash:
+        raise ValueError(f"parameters: train_cfg may not set {clash}: they are the notebook's own parameters")
+    values.update(train_cfg)
     for name in ("epochs", "height", "width", "batch_p", "batch_k"):
         if params[name] < 0:
             raise ValueError(f"parameters: {name} must be >= 0 (0: the preset's), got {params[name]}")
@@ -966,7 +987,7 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", help="batch folder (default: runs/ablation/<set names>)")
     shared = parser.add_argument_group("shared overrides (every run; default: the train notebook's)")
     for name in ("dataset", "data_root", "epochs", "steps_per_epoch", "height", "width", "batch_p", "batch_k",
-                 "device", "model_cfg"):
+                 "device", "model_cfg", "train_cfg"):
         kind, default, help_text = TRAIN_PARAMETERS[name]
         shared.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
                             help=f"{help_text} (notebook default: {default})")
@@ -997,7 +1018,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         if not args.sets:
             raise ValueError("name a set (reidlab ablate --list) or a YAML file of parameter sets")
         overrides = {k: getattr(args, k) for k in ("dataset", "data_root", "epochs", "steps_per_epoch", "height",
-                                                   "width", "batch_p", "batch_k", "device", "model_cfg")
+                                                   "width", "batch_p", "batch_k", "device", "model_cfg", "train_cfg")
                      if getattr(args, k) is not None}
         overrides.update(dict(args.extra))
         seeds = range(args.first_seed, args.first_seed + args.seeds)

@@ -329,3 +329,29 @@ def test_a_batch_on_another_data_folder_gets_new_run_folders(tmp_path):
     moved = ablation.resolve_run(ablation.RunSpec(dict(params, data_root=str(tmp_path / "d2")), spec.name),
                                  ablation.DEFAULT_NOTEBOOK, tmp_path / "batch")
     assert one.name != moved.name and one.params["output_dir"] != moved.params["output_dir"]
+
+
+def test_train_cfg_sets_train_settings_without_renaming_earlier_runs():
+    import reidlab.ablation as ablation
+
+    plain = ablation.normalize_parameters({"preset": "mbgn/table2/Baseline+GSRPA"})
+    assert plain["train_cfg"] == "{}"
+    keep = {k: v for k, v in plain.items() if k not in ablation.EXECUTION_PARAMETERS and k != "train_cfg"}
+    import hashlib
+    import json as _json
+    old_identity = hashlib.sha1(_json.dumps(keep, sort_keys=True).encode()).hexdigest()[:8]
+    assert ablation.run_identity(plain) == old_identity  # batches run before train_cfg existed keep their folders
+
+    given = ablation.normalize_parameters({"preset": "mbgn/table2/Baseline+GSRPA",
+                                           "train_cfg": {"lr_mult": {"attention.": 10}, "lr": 1e-4}})
+    assert ablation.run_identity(given) != old_identity
+    name = ablation.run_name(given, keys=["preset", "train_cfg"])
+    assert 'lr_mult={"attention.":10}' not in name and "lr_mult=-attention.-10" in name  # readable, slugged
+    cfg = ablation.train_config_from_params(dict(given, output_dir=""), default_output_root="/nonexistent-root")
+    assert cfg.lr_mult == {"attention.": 10} and cfg.lr == 1e-4
+    with pytest.raises(ValueError, match="train_cfg may not set \\['epochs'\\]"):
+        ablation.train_config_from_params(dict(given, train_cfg='{"epochs": 3}'), default_output_root="/nonexistent-root")
+    with pytest.raises(ValueError, match="train_cfg must be a JSON object"):
+        ablation.normalize_parameters({"train_cfg": "[1]"})
+    with pytest.raises(ValueError, match="unknown field"):
+        ablation.train_config_from_params(dict(given, train_cfg='{"lr_mul": 3}'), default_output_root="/nonexistent-root")
