@@ -947,6 +947,70 @@ def collect(folder: str | Path, save: bool = True) -> pd.DataFrame:
 GROUP_EXCLUDE = ("seed", *EXECUTION_PARAMETERS)
 
 
+EXPORT_MARKER = ".reidlab-export.json"
+EXPORTED_FILES = ("batch.json", RESULTS_NAME, PARAMS_NAME, "config.json", "metrics.json", "log.jsonl")
+_ABSOLUTE_PATH = re.compile(r'(?<=")/[^"\\]*')  # a JSON string (or an escaped one inside a string) that is a path
+
+
+def export_records(folder: str | Path, destination: str | Path) -> list[Path]:
+    """Copy a batch's records to ``destination`` for sharing or shipping with a notebook: per run its
+    results, parameters, config, metrics and training log (no checkpoints, no executed notebooks), and
+    the batch's ``batch.json``. Absolute paths in them become relative: paths inside the batch to the
+    run folder's name, others (data root, weight files) relative to ``destination``.
+
+    ``destination`` must be missing, empty, or an earlier export (it holds this function's marker
+    file); of an earlier export only the files its marker lists are replaced or removed. Returns the
+    files written. The dashboard (``reidlab.viz.dashboard.load_batch``) reads the copy like the batch,
+    except for what needs checkpoints.
+    """
+    source, target = Path(folder).resolve(), Path(destination).resolve()
+    if not source.is_dir():
+        raise FileNotFoundError(f"batch folder not found: {source}")
+    if target == source or source in target.parents:
+        raise ValueError(f"export_records: the destination {target} is inside the batch {source}")
+    marker = target / EXPORT_MARKER
+    previous: list[str] = []
+    if target.exists():
+        if not target.is_dir():
+            raise FileExistsError(f"export_records: {target} is a file")
+        if marker.is_file():
+            previous = json.loads(marker.read_text()).get("files", [])
+        elif any(target.iterdir()):
+            raise FileExistsError(f"export_records: {target} is not empty and holds no earlier export "
+                                  f"({EXPORT_MARKER}); give a new or empty folder")
+
+    def relative(match: re.Match) -> str:
+        path = Path(match.group(0))
+        if path == source or source in path.parents:
+            return str(path.relative_to(source)) if path != source else "."
+        return os.path.relpath(path, target)
+
+    files: dict[str, str] = {}
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if path.is_file() and path.name in EXPORTED_FILES and len(rel.parts) <= 2:
+            files[rel.as_posix()] = _ABSOLUTE_PATH.sub(relative, path.read_text())
+    if not any(name.endswith(RESULTS_NAME) for name in files):
+        raise FileNotFoundError(f"export_records: no run records ({RESULTS_NAME}) in {source}")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in previous:  # only what the earlier export wrote
+        if name not in files and (target / name).is_file():
+            (target / name).unlink()
+    written = []
+    for name, text in files.items():
+        out = target / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, out)
+        written.append(out)
+    _atomic_write_json({"source": os.path.relpath(source, target), "exported": _now(), "files": sorted(files)}, marker)
+    for run_dir in sorted({p.parent for p in (target / n for n in previous)} - {p.parent for p in written}):
+        if run_dir != target and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # a run folder the earlier export made and this one no longer has
+    return written
+
+
 def summarize(table: pd.DataFrame, by: Sequence[str] | None = None, metrics: Sequence[str] = ("rank1", "mAP", "mINP"),
               include_failed: bool = False) -> pd.DataFrame:
     """Mean and standard deviation over seeds: one row per group (default: every parameter but
@@ -1000,6 +1064,9 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--timeout", type=float, help="seconds per run before it is stopped and recorded as failed")
     run.add_argument("--notebook", default=str(DEFAULT_NOTEBOOK), help="the train notebook (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--export-records", metavar="DEST",
+                        help="copy the batch's records (results, configs, logs; no checkpoints) from --output-dir "
+                             "to DEST with relative paths, and exit (to share a batch or ship it with a notebook)")
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -1008,6 +1075,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():  # SIGTERM stops cleanly: cluster closed, runs stopped
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
+        if args.export_records:
+            if not args.output_dir:
+                raise ValueError("--export-records needs the batch folder as --output-dir")
+            written = export_records(args.output_dir, args.export_records)
+            print(f"exported {len(written)} files of {args.output_dir} to {args.export_records}")
+            return 0
         if args.list:
             pd.set_option("display.max_colwidth", 60)
             print(list_sets().drop(columns="presets").to_string(index=False))
