@@ -72,6 +72,7 @@ TRAIN_PARAMETERS: dict[str, tuple[type, Any, str]] = {
     "preset": (str, "baseline/bnneck", "a reidlab.presets name; '' to give `model` instead"),
     "model": (str, "", "registered model name; '' takes the preset's"),
     "model_cfg": (str, '{"depth": 18, "pretrained": false}', "JSON dict merged into the preset's model config"),
+    "train_cfg": (str, "{}", "JSON dict of TrainConfig fields over the preset's, e.g. '{\"lr_mult\": {\"attention.\": 10}}'"),
     "dataset": (str, "synthetic", "dataset name for reidlab.data.load_dataset"),
     "data_root": (str, "../data/synthetic", "the dataset's folder (relative to the notebook's folder)"),
     "epochs": (int, 2, "training epochs (0: the preset's)"),
@@ -91,6 +92,13 @@ TRAIN_PARAMETERS: dict[str, tuple[type, Any, str]] = {
 # Parameters that say where and how fast a run executes, not what it computes: they are
 # left out of a run's identity (its folder name hash and the resume check).
 EXECUTION_PARAMETERS = ("output_dir", "device", "threads", "num_workers", "progress")
+# Parameters added after the first batches were run: they enter a run's identity only when set,
+# so that the folders of earlier batches keep their names and still count as finished.
+LATER_PARAMETERS = ("train_cfg",)
+# TrainConfig fields that train_cfg may not set: the notebook's own parameters say them.
+_TRAIN_CFG_OWN = ("preset", "model", "model_cfg", "dataset", "data_root", "epochs", "max_steps_per_epoch", "height",
+                  "width", "batch_p", "batch_k", "seed", "device", "output_dir", "resume", "overwrite", "eval_every",
+                  "num_workers", "progress")
 METRICS = ("rank1", "rank5", "rank10", "mAP", "mINP")
 
 # Named sets: (paper, table) of reidlab.presets.
@@ -114,7 +122,7 @@ def default_parameters() -> dict[str, Any]:
 
 def _coerce(name: str, value: Any, where: str) -> Any:
     kind = TRAIN_PARAMETERS[name][0]
-    if name == "model_cfg" and isinstance(value, dict):
+    if name in ("model_cfg", "train_cfg") and isinstance(value, dict):
         return json.dumps(value, sort_keys=True)
     if kind is bool:
         if isinstance(value, bool):
@@ -149,10 +157,11 @@ def normalize_parameters(values: dict[str, Any], where: str = "parameters") -> d
     for name, value in values.items():
         out[name] = _coerce(name, value, where)
     out["model_cfg"] = json.dumps(parse_model_cfg(out["model_cfg"], where), sort_keys=True)
+    out["train_cfg"] = json.dumps(parse_model_cfg(out["train_cfg"], where, "train_cfg"), sort_keys=True)
     return out
 
 
-def parse_model_cfg(text: str | dict, where: str = "parameters") -> dict:
+def parse_model_cfg(text: str | dict, where: str = "parameters", name: str = "model_cfg") -> dict:
     if isinstance(text, dict):
         return dict(text)
     if not str(text).strip():
@@ -160,21 +169,28 @@ def parse_model_cfg(text: str | dict, where: str = "parameters") -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as err:
-        raise ValueError(f"{where}: model_cfg is not valid JSON ({err.msg}): {text!r}") from None
+        raise ValueError(f"{where}: {name} is not valid JSON ({err.msg}): {text!r}") from None
     if not isinstance(value, dict):
-        raise ValueError(f"{where}: model_cfg must be a JSON object like '{{\"depth\": 18}}', got {text!r}")
+        example = '{"depth": 18}' if name == "model_cfg" else '{"lr": 0.0003}'
+        raise ValueError(f"{where}: {name} must be a JSON object like '{example}', got {text!r}")
     return value
 
 
 def run_identity(params: dict[str, Any]) -> str:
     """8 hex digits over every parameter that changes the result (not output_dir, device, threads, ...)."""
-    keep = {k: v for k, v in sorted(params.items()) if k not in EXECUTION_PARAMETERS}
+    keep = {k: v for k, v in sorted(params.items()) if k not in EXECUTION_PARAMETERS
+            and not (k in LATER_PARAMETERS and v == TRAIN_PARAMETERS[k][1])}
     return hashlib.sha1(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:8]
 
 
 def _slug(text: str) -> str:
     text = re.sub(r"[^A-Za-z0-9._+=-]+", "-", str(text).replace("/", "-"))
     return re.sub(r"-{2,}", "-", text).strip("-.") or "run"
+
+
+def _compact(value: Any) -> str:
+    """A model_cfg / train_cfg value for a folder name: dicts and lists as compact JSON."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":")) if isinstance(value, (dict, list)) else str(value)
 
 
 def run_name(params: dict[str, Any], keys: Sequence[str] = ()) -> str:
@@ -189,8 +205,8 @@ def run_name(params: dict[str, Any], keys: Sequence[str] = ()) -> str:
         if key in ("preset", "model", "seed"):
             continue
         value = params[key]
-        if key == "model_cfg":
-            parts += [f"{k}={v}" for k, v in sorted(parse_model_cfg(value).items())]
+        if key in ("model_cfg", "train_cfg"):
+            parts += [f"{k}={_compact(v)}" for k, v in sorted(parse_model_cfg(value, name=key).items())]
         else:
             parts.append(f"{key}={value}")
     readable = _slug("_".join(str(p) for p in parts))[:90]
@@ -238,6 +254,11 @@ def train_config_from_params(params: dict[str, Any], default_output_root: str | 
         values.update(model=params["model"], model_cfg=merge_dicts({}, user_cfg))
     else:
         raise ValueError("parameters: give a preset (reidlab.presets.list_presets()) or a model name")
+    train_cfg = parse_model_cfg(params["train_cfg"], name="train_cfg")
+    clash = sorted(set(train_cfg) & set(_TRAIN_CFG_OWN))
+    if clash:
+        raise ValueError(f"parameters: train_cfg may not set {clash}: they are the notebook's own parameters")
+    values.update(train_cfg)
     for name in ("epochs", "height", "width", "batch_p", "batch_k"):
         if params[name] < 0:
             raise ValueError(f"parameters: {name} must be >= 0 (0: the preset's), got {params[name]}")
@@ -926,6 +947,70 @@ def collect(folder: str | Path, save: bool = True) -> pd.DataFrame:
 GROUP_EXCLUDE = ("seed", *EXECUTION_PARAMETERS)
 
 
+EXPORT_MARKER = ".reidlab-export.json"
+EXPORTED_FILES = ("batch.json", RESULTS_NAME, PARAMS_NAME, "config.json", "metrics.json", "log.jsonl")
+_ABSOLUTE_PATH = re.compile(r'(?<=")/[^"\\]*')  # a JSON string (or an escaped one inside a string) that is a path
+
+
+def export_records(folder: str | Path, destination: str | Path) -> list[Path]:
+    """Copy a batch's records to ``destination`` for sharing or shipping with a notebook: per run its
+    results, parameters, config, metrics and training log (no checkpoints, no executed notebooks), and
+    the batch's ``batch.json``. Absolute paths in them become relative: paths inside the batch to the
+    run folder's name, others (data root, weight files) relative to ``destination``.
+
+    ``destination`` must be missing, empty, or an earlier export (it holds this function's marker
+    file); of an earlier export only the files its marker lists are replaced or removed. Returns the
+    files written. The dashboard (``reidlab.viz.dashboard.load_batch``) reads the copy like the batch,
+    except for what needs checkpoints.
+    """
+    source, target = Path(folder).resolve(), Path(destination).resolve()
+    if not source.is_dir():
+        raise FileNotFoundError(f"batch folder not found: {source}")
+    if target == source or source in target.parents:
+        raise ValueError(f"export_records: the destination {target} is inside the batch {source}")
+    marker = target / EXPORT_MARKER
+    previous: list[str] = []
+    if target.exists():
+        if not target.is_dir():
+            raise FileExistsError(f"export_records: {target} is a file")
+        if marker.is_file():
+            previous = json.loads(marker.read_text()).get("files", [])
+        elif any(target.iterdir()):
+            raise FileExistsError(f"export_records: {target} is not empty and holds no earlier export "
+                                  f"({EXPORT_MARKER}); give a new or empty folder")
+
+    def relative(match: re.Match) -> str:
+        path = Path(match.group(0))
+        if path == source or source in path.parents:
+            return str(path.relative_to(source)) if path != source else "."
+        return os.path.relpath(path, target)
+
+    files: dict[str, str] = {}
+    for path in sorted(source.rglob("*")):
+        rel = path.relative_to(source)
+        if path.is_file() and path.name in EXPORTED_FILES and len(rel.parts) <= 2:
+            files[rel.as_posix()] = _ABSOLUTE_PATH.sub(relative, path.read_text())
+    if not any(name.endswith(RESULTS_NAME) for name in files):
+        raise FileNotFoundError(f"export_records: no run records ({RESULTS_NAME}) in {source}")
+    target.mkdir(parents=True, exist_ok=True)
+    for name in previous:  # only what the earlier export wrote
+        if name not in files and (target / name).is_file():
+            (target / name).unlink()
+    written = []
+    for name, text in files.items():
+        out = target / name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+        tmp.write_text(text)
+        os.replace(tmp, out)
+        written.append(out)
+    _atomic_write_json({"source": os.path.relpath(source, target), "exported": _now(), "files": sorted(files)}, marker)
+    for run_dir in sorted({p.parent for p in (target / n for n in previous)} - {p.parent for p in written}):
+        if run_dir != target and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # a run folder the earlier export made and this one no longer has
+    return written
+
+
 def summarize(table: pd.DataFrame, by: Sequence[str] | None = None, metrics: Sequence[str] = ("rank1", "mAP", "mINP"),
               include_failed: bool = False) -> pd.DataFrame:
     """Mean and standard deviation over seeds: one row per group (default: every parameter but
@@ -966,7 +1051,7 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output-dir", help="batch folder (default: runs/ablation/<set names>)")
     shared = parser.add_argument_group("shared overrides (every run; default: the train notebook's)")
     for name in ("dataset", "data_root", "epochs", "steps_per_epoch", "height", "width", "batch_p", "batch_k",
-                 "device", "model_cfg"):
+                 "device", "model_cfg", "train_cfg"):
         kind, default, help_text = TRAIN_PARAMETERS[name]
         shared.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
                             help=f"{help_text} (notebook default: {default})")
@@ -979,6 +1064,9 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--timeout", type=float, help="seconds per run before it is stopped and recorded as failed")
     run.add_argument("--notebook", default=str(DEFAULT_NOTEBOOK), help="the train notebook (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--export-records", metavar="DEST",
+                        help="copy the batch's records (results, configs, logs; no checkpoints) from --output-dir "
+                             "to DEST with relative paths, and exit (to share a batch or ship it with a notebook)")
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
@@ -987,6 +1075,12 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     if threading.current_thread() is threading.main_thread():  # SIGTERM stops cleanly: cluster closed, runs stopped
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
+        if args.export_records:
+            if not args.output_dir:
+                raise ValueError("--export-records needs the batch folder as --output-dir")
+            written = export_records(args.output_dir, args.export_records)
+            print(f"exported {len(written)} files of {args.output_dir} to {args.export_records}")
+            return 0
         if args.list:
             pd.set_option("display.max_colwidth", 60)
             print(list_sets().drop(columns="presets").to_string(index=False))
@@ -997,7 +1091,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         if not args.sets:
             raise ValueError("name a set (reidlab ablate --list) or a YAML file of parameter sets")
         overrides = {k: getattr(args, k) for k in ("dataset", "data_root", "epochs", "steps_per_epoch", "height",
-                                                   "width", "batch_p", "batch_k", "device", "model_cfg")
+                                                   "width", "batch_p", "batch_k", "device", "model_cfg", "train_cfg")
                      if getattr(args, k) is not None}
         overrides.update(dict(args.extra))
         seeds = range(args.first_seed, args.first_seed + args.seeds)

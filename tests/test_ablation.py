@@ -329,3 +329,76 @@ def test_a_batch_on_another_data_folder_gets_new_run_folders(tmp_path):
     moved = ablation.resolve_run(ablation.RunSpec(dict(params, data_root=str(tmp_path / "d2")), spec.name),
                                  ablation.DEFAULT_NOTEBOOK, tmp_path / "batch")
     assert one.name != moved.name and one.params["output_dir"] != moved.params["output_dir"]
+
+
+def test_train_cfg_sets_train_settings_without_renaming_earlier_runs():
+    import reidlab.ablation as ablation
+
+    plain = ablation.normalize_parameters({"preset": "mbgn/table2/Baseline+GSRPA"})
+    assert plain["train_cfg"] == "{}"
+    keep = {k: v for k, v in plain.items() if k not in ablation.EXECUTION_PARAMETERS and k != "train_cfg"}
+    import hashlib
+    import json as _json
+    old_identity = hashlib.sha1(_json.dumps(keep, sort_keys=True).encode()).hexdigest()[:8]
+    assert ablation.run_identity(plain) == old_identity  # batches run before train_cfg existed keep their folders
+
+    given = ablation.normalize_parameters({"preset": "mbgn/table2/Baseline+GSRPA",
+                                           "train_cfg": {"lr_mult": {"attention.": 10}, "lr": 1e-4}})
+    assert ablation.run_identity(given) != old_identity
+    name = ablation.run_name(given, keys=["preset", "train_cfg"])
+    assert 'lr_mult={"attention.":10}' not in name and "lr_mult=-attention.-10" in name  # readable, slugged
+    cfg = ablation.train_config_from_params(dict(given, output_dir=""), default_output_root="/nonexistent-root")
+    assert cfg.lr_mult == {"attention.": 10} and cfg.lr == 1e-4
+    with pytest.raises(ValueError, match="train_cfg may not set \\['epochs'\\]"):
+        ablation.train_config_from_params(dict(given, train_cfg='{"epochs": 3}'), default_output_root="/nonexistent-root")
+    with pytest.raises(ValueError, match="train_cfg must be a JSON object"):
+        ablation.normalize_parameters({"train_cfg": "[1]"})
+    with pytest.raises(ValueError, match="unknown field"):
+        ablation.train_config_from_params(dict(given, train_cfg='{"lr_mul": 3}'), default_output_root="/nonexistent-root")
+
+
+def test_export_records_copies_records_with_relative_paths_and_guards_the_destination(tmp_path):
+    import reidlab.ablation as ablation
+
+    batch = tmp_path / "runs" / "batch"
+    data = tmp_path / "data" / "synthetic"
+    for name in ("a_seed0_1", "b_seed0_2"):
+        run = batch / name
+        run.mkdir(parents=True)
+        params = {"output_dir": str(run), "data_root": str(data),
+                  "model_cfg": json.dumps({"pretrained": str(tmp_path / "w.pth")})}
+        (run / "results.json").write_text(json.dumps({"status": "ok", "params": params}))
+        (run / "params.json").write_text(json.dumps({"name": name, "params": params}))
+        (run / "log.jsonl").write_text('{"epoch": 1, "loss": 2.0}\n')
+        (run / "checkpoint.pt").write_bytes(b"weights")
+        (run / "notebook.ipynb").write_text("{}")
+    (batch / "batch.json").write_text(json.dumps({"runs": [{"params": {"output_dir": str(batch / "a_seed0_1")}}]}))
+    dest = tmp_path / "notebooks" / "shipped"
+    written = ablation.export_records(batch, dest)
+    assert sorted(p.relative_to(dest).as_posix() for p in written) == [
+        "a_seed0_1/log.jsonl", "a_seed0_1/params.json", "a_seed0_1/results.json",
+        "b_seed0_2/log.jsonl", "b_seed0_2/params.json", "b_seed0_2/results.json", "batch.json"]
+    record = json.loads((dest / "a_seed0_1" / "results.json").read_text())
+    assert record["params"]["output_dir"] == "a_seed0_1"
+    assert record["params"]["data_root"] == "../../data/synthetic"
+    assert json.loads(record["params"]["model_cfg"])["pretrained"] == "../../w.pth"  # inside an escaped JSON string
+    assert str(tmp_path) not in "".join(p.read_text() for p in written)
+    assert json.loads((dest / "batch.json").read_text())["runs"][0]["params"]["output_dir"] == "a_seed0_1"
+    assert ablation.collect(dest, save=False)["status"].tolist() == ["ok", "ok"]
+
+    # re-export after a run was removed: the earlier export's files go, nothing else does
+    (dest / "mine.txt").write_text("keep")
+    import shutil
+    shutil.rmtree(batch / "b_seed0_2")
+    ablation.export_records(batch, dest)
+    assert not (dest / "b_seed0_2").exists() and (dest / "mine.txt").read_text() == "keep"
+
+    # a folder that is not an export is refused, untouched
+    other = tmp_path / "user"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="not empty"):
+        ablation.export_records(batch, other)
+    assert [p.name for p in other.iterdir()] == ["notes.txt"]
+    with pytest.raises(ValueError, match="inside the batch"):
+        ablation.export_records(batch, batch / "copy")
