@@ -11,7 +11,7 @@ NBVAL := --nbval --nbval-sanitize-with notebooks/nbval_sanitize.cfg
 # then repeat exactly between `make notebooks` and `make test`, whatever the machine's core count.
 NB_ENV := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 
-.PHONY: demo test notebooks zoo chromium lab bench venv clean-venv ablation-demo
+.PHONY: demo test notebooks zoo chromium lab bench venv clean-venv ablation-demo dashboard-records
 
 venv: $(STAMP)
 
@@ -50,6 +50,10 @@ notebooks: $(STAMP) zoo
 # batch_dir='../runs/ablation/mbgn-table2'.
 ablation-demo: $(STAMP)
 	$(PY) -m reidlab.cli ablate mbgn-table2 --seeds 2 --epochs 4 --steps-per-epoch 25 --output-dir runs/ablation/mbgn-table2
+
+# The records the dashboard notebook ships (results, configs, logs; no checkpoints), from make ablation-demo.
+dashboard-records: $(STAMP)
+	$(PY) -m reidlab.cli ablate --output-dir runs/ablation/mbgn-table2 --export-records notebooks/ablation-demo/mbgn-table2
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks
