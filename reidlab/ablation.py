@@ -193,9 +193,10 @@ def _compact(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":")) if isinstance(value, (dict, list)) else str(value)
 
 
-def run_name(params: dict[str, Any], keys: Sequence[str] = ()) -> str:
+def run_name(params: dict[str, Any], keys: Sequence[str] = (), base: dict[str, Any] | None = None) -> str:
     """A folder name for a run: readable (preset or model, the ``keys`` that define it, seed) and
-    unique (a hash of every parameter that changes the result).
+    unique (a hash of every parameter that changes the result). Of ``model_cfg`` / ``train_cfg``
+    only the items that differ from ``base`` (the batch's shared parameters) are named.
 
         >>> run_name(normalize_parameters({"preset": "mbgn/table2/Baseline+G", "seed": 1}))
         'mbgn-table2-Baseline+G_seed1_...'
@@ -205,8 +206,10 @@ def run_name(params: dict[str, Any], keys: Sequence[str] = ()) -> str:
         if key in ("preset", "model", "seed"):
             continue
         value = params[key]
-        if key in ("model_cfg", "train_cfg"):
-            parts += [f"{k}={_compact(v)}" for k, v in sorted(parse_model_cfg(value, name=key).items())]
+        if key in ("model_cfg", "train_cfg"):  # only what differs from the batch's shared value (``base``)
+            shared = parse_model_cfg((base or {}).get(key, "{}"), name=key)
+            parts += [f"{k}={_compact(v)}" for k, v in sorted(parse_model_cfg(value, name=key).items())
+                      if k not in shared or shared[k] != v]
         else:
             parts.append(f"{key}={value}")
     readable = _slug("_".join(str(p) for p in parts))[:90]
@@ -510,7 +513,7 @@ def make_grid(sources: Iterable[str | Path], seeds: int | Sequence[int] = 1,
                 if given.get("model") and "preset" not in given:
                     given["preset"] = ""  # a model named without a preset: not the notebook's default preset
                 params = normalize_parameters(given, where=str(source))
-                name = run_name(params, keys=sorted(entry))
+                name = run_name(params, keys=sorted(entry), base={**common, **overrides})
                 runs.setdefault(name, RunSpec(params, name))
     if not runs:
         raise ValueError("the batch has no runs")

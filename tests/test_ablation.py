@@ -402,3 +402,18 @@ def test_export_records_copies_records_with_relative_paths_and_guards_the_destin
     assert [p.name for p in other.iterdir()] == ["notes.txt"]
     with pytest.raises(ValueError, match="inside the batch"):
         ablation.export_records(batch, batch / "copy")
+
+
+def test_run_names_name_only_what_an_entry_changes(tmp_path):
+    import reidlab.ablation as ablation
+
+    source = tmp_path / "variants.yaml"
+    source.write_text(
+        "common:\n  model_cfg: {depth: 18, pretrained: /some/where/resnet18-synthetic.pth}\n"
+        "runs:\n  - {preset: mbgn/table2/MBGN}\n"
+        "  - {preset: mbgn/table2/MBGN, model_cfg: {depth: 18, pretrained: /some/where/resnet18-synthetic.pth,"
+        " triplet_features: global, structure_dim: 256}}\n"
+        "  - {preset: mbgn/table2/Baseline+GSRPA, train_cfg: {lr_mult: {attention.: 10}}}\n")
+    names = [r.name.rsplit("_", 1)[0] for r in ablation.make_grid([source], seeds=1)]
+    assert names == ["mbgn-table2-MBGN_seed0", "mbgn-table2-MBGN_structure_dim=256_triplet_features=global_seed0",
+                     "mbgn-table2-Baseline+GSRPA_lr_mult=-attention.-10_seed0"]
