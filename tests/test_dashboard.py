@@ -268,3 +268,13 @@ def test_a_batch_of_records_only_says_it_has_no_checkpoints(tmp_path):
     (copy / str(batch.row(label)["run"]) / "checkpoint.pt").write_bytes(b"")
     assert batch.has_checkpoints([label]) and not batch.has_checkpoints()
     assert json.loads((copy / "batch.json").read_text())["runs"]
+
+
+def test_run_labels_name_the_variant_an_entry_changes():
+    row = {"preset": "mbgn/table2/Baseline+GSRPA", "seed": 2,
+           "run": "mbgn-table2-Baseline+GSRPA_lr_mult=-attention.-10_seed2_6ede1801"}
+    assert D.run_setting(row) == "Baseline+GSRPA lr_mult=-attention.-10"
+    assert D.run_label(row) == "Baseline+GSRPA lr_mult=-attention.-10 s2"
+    plain = dict(row, run="mbgn-table2-Baseline+GSRPA_seed2_ed2fc28e")
+    assert D.run_label(plain) == "Baseline+GSRPA s2"  # a named set's run: no variant
+    assert D.run_label({"preset": "", "model": "bnneck", "seed": 0, "run": "bnneck_depth=18_seed0_ab"}) == "bnneck depth=18 s0"

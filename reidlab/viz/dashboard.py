@@ -336,11 +336,24 @@ def test_subset(split, num_ids: int = 0):
 
 
 # ----------------------------------------------------------------------------- ablation dashboard (issue 12)
-def run_label(row) -> str:
-    """A short readable name of a run: the preset's row (or the model) and the seed,
-    e.g. ``"Baseline+GSRPA s0"``."""
+def run_setting(row) -> str:
+    """What a run varies, without its seed: the preset's row (or the model) and the parameters the
+    run's folder name lists after it (those its batch entry changed), e.g.
+    ``"Baseline+GSRPA lr_mult=-attention.-10"``; the bars of the dashboard can group by it."""
+    from reidlab.ablation import _slug
+
     preset = str(row.get("preset") or "")
     name = preset.rsplit("/", 1)[-1] if preset else str(row.get("model") or row.get("run"))
+    readable = str(row.get("run") or "").rsplit("_seed", 1)[0]
+    prefix = _slug(preset or row.get("model") or "run")
+    extra = readable[len(prefix) + 1:] if readable.startswith(prefix + "_") else ""
+    return f"{name} {extra}".strip()
+
+
+def run_label(row) -> str:
+    """A short readable name of a run: its setting (:func:`run_setting`) and the seed,
+    e.g. ``"Baseline+GSRPA s0"``."""
+    name = run_setting(row)
     seed = row.get("seed")
     return f"{name} s{int(seed)}" if seed is not None and not (isinstance(seed, float) and math.isnan(seed)) else name
 
@@ -424,6 +437,7 @@ def load_batch(folder: str | Path) -> Batch:
         rank = {name: k for k, name in enumerate(order)}
         table = table.assign(_order=[rank.get(run, len(rank)) for run in table["run"]])
         table = table.sort_values("_order", kind="stable").drop(columns="_order").reset_index(drop=True)
+    table["setting"] = [run_setting(row) for _, row in table.iterrows()]
     table["label"] = [run_label(row) for _, row in table.iterrows()]
     duplicated = table["label"].duplicated(keep=False)
     table.loc[duplicated, "label"] = table.loc[duplicated, "label"] + " (" + table.loc[duplicated, "run"] + ")"
@@ -546,6 +560,6 @@ class RunComparePanel(W.Panel if W is not None else object):
 
 __all__ = [
     "Batch", "RunComparePanel", "attribute_table", "default_pair", "drop_keypoints", "gate_figure", "has_attention",
-    "keypoint_removal_effect", "load_batch", "mask_grid_figure", "mean_attribute_adjacency", "occluder_share_figure", "run_label",
+    "keypoint_removal_effect", "load_batch", "mask_grid_figure", "mean_attribute_adjacency", "occluder_share_figure", "run_label", "run_setting",
     "saliency_grid_figure", "saliency_maps", "show", "test_subset", "top_attribute_pairs",
 ]
