@@ -41,6 +41,7 @@ import dataclasses
 import difflib
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -795,6 +796,9 @@ def _run_on_dask(todo, notebook, scheduler, workers, threads_per_run, timeout, p
 
     cluster = None
     gpus = 0
+    quiet = logging.getLogger("distributed")  # its INFO lines (and the traceback it logs when a
+    level = quiet.level                       # client closes) would bury the progress and the summary
+    quiet.setLevel(max(logging.WARNING, level))
     if scheduler:
         client = Client(scheduler, timeout="20s")
         threads = threads_per_run or 0
@@ -802,7 +806,7 @@ def _run_on_dask(todo, notebook, scheduler, workers, threads_per_run, timeout, p
     else:
         plan = plan_local_cluster(len(todo), workers, threads_per_run)
         cluster = LocalCluster(n_workers=plan.workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=None, memory_limit=0)
+                               dashboard_address=None, memory_limit=0, silence_logs=logging.WARNING)
         client = Client(cluster)
         threads, gpus = plan.threads_per_run, plan.gpus
         where = f"local cluster: {plan.workers} worker(s) x 1 run, {threads} thread(s) per run" + (f", {gpus} GPUs" if gpus else "")
@@ -860,6 +864,7 @@ def _run_on_dask(todo, notebook, scheduler, workers, threads_per_run, timeout, p
         client.close()
         if cluster is not None:
             cluster.close()
+        quiet.setLevel(level)
     return failed
 
 

@@ -220,6 +220,7 @@ def test_batch_on_local_cluster_with_a_failing_run(tmp_path, tiny_data):
     partial = json.loads((Path(failed.run_dir) / "notebook.ipynb").read_text())
     assert any(o.get("output_type") == "error" for c in partial["cells"] for o in c.get("outputs", []))
     assert "FAILED" in out and "1 failed" in out
+    assert "INFO distributed" not in out and "CommClosedError" not in out, out  # Dask's chatter stays quiet
     # resume: the finished runs are skipped (their records untouched), the failed one runs again
     stamps = {r: Path(d, "results.json").stat().st_mtime_ns for r, d in ok.run_dir.items()}
     proc = _ablate(spec, "--output-dir", batch, "--workers", 1, "--threads-per-run", 1)
