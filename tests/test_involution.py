@@ -122,6 +122,28 @@ def test_rednet_init_kaiming_fan_out_and_zero_bias():
     assert torch.all(layer.reduce[1].weight == 1)
 
 
+def test_pytorch_init_option_keeps_the_default_conv_init_through_mbgn():
+    from reidlab.models import build_model
+
+    torch.manual_seed(0)
+    layer = Involution(256, kernel_size=7, group_channels=16, init="pytorch")
+    span = layer.span  # PyTorch's kaiming_uniform(a=sqrt(5)): uniform(+-1/sqrt(fan_in)), std = 1/sqrt(3 fan_in)
+    expected = 1.0 / (3.0 * span.in_channels) ** 0.5
+    assert abs(span.weight.std().item() - expected) < 0.1 * expected
+    assert torch.count_nonzero(span.bias) > 0  # PyTorch's default bias, which RedNet zeroes
+    with pytest.raises(ValueError, match="init must be one of"):
+        Involution(32, init="xavier")
+    models = {}
+    for init in ("rednet", "pytorch"):
+        torch.manual_seed(0)
+        models[init] = build_model("mbgn", num_classes=4, depth=18, pretrained=False, input_size=(128, 64),
+                                   use_global_branch=True, attention="gsrpa", involution_init=init)
+    spans = {k: [m.span.bias for m in v.modules() if isinstance(m, Involution)] for k, v in models.items()}
+    assert len(spans["rednet"]) == len(spans["pytorch"]) == 2 * 5  # two layers per GSRPA, layer1-3 + layer4_l/_g
+    assert all(torch.count_nonzero(b) == 0 for b in spans["rednet"])
+    assert all(torch.count_nonzero(b) > 0 for b in spans["pytorch"])
+
+
 def test_fast_involution_batch_chunks_give_the_same_result(monkeypatch):
     from reidlab.models import involution as module
 

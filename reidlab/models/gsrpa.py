@@ -130,6 +130,7 @@ class GSRPA(nn.Module):
         zero_init_attention: bool = False,
         literal_relation: bool = False,
         reference_involution: bool = False,
+        involution_init: str = "rednet",
     ):
         super().__init__()
         if min_hidden < 1:
@@ -140,7 +141,8 @@ class GSRPA(nn.Module):
         self.num_pixels = self.spatial_size[0] * self.spatial_size[1]  # N
         inter_channels = max(1, channels // channel_ratio)
         relation_channels = max(1, self.num_pixels // spatial_ratio)
-        self.involution = InvolutionBlock(channels, kernel_size, group_channels, reference=reference_involution)
+        self.involution = InvolutionBlock(channels, kernel_size, group_channels, reference=reference_involution,
+                                          init=involution_init)
         self.conv_1 = conv_bn_relu(channels, inter_channels)  # Eq. 1, i = 1
         self.conv_2 = conv_bn_relu(channels, inter_channels)  # Eq. 1, i = 2
         self.map_1 = conv_bn_relu(self.num_pixels, relation_channels)  # Eq. 3 for Eq. 4

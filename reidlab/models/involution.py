@@ -157,6 +157,9 @@ def involution(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return _InvolutionFunction.apply(x, kernel)
 
 
+INVOLUTION_INITS = ("rednet", "pytorch")
+
+
 class Involution(nn.Module):
     """One involution layer (Li et al. 2021 Eq. 4 and 6): per-pixel kernels, applied by :func:`involution`.
 
@@ -164,11 +167,15 @@ class Involution(nn.Module):
     generator reduces channels by ``reduction`` (4, as in Li et al.'s code) before
     spanning to ``K*K*G`` kernel values per pixel. ``reference=True`` uses
     :func:`involution_reference` instead (same result, slower; for tests and benchmarks).
+    ``init``: ``"rednet"`` (:func:`rednet_init`, the official code's) or ``"pytorch"`` (PyTorch's
+    default conv init, kaiming-uniform with a = sqrt(5): what this module used before).
     """
 
     def __init__(self, channels: int, kernel_size: int = 7, group_channels: int = 16, reduction: int = 4,
-                 reference: bool = False):
+                 reference: bool = False, init: str = "rednet"):
         super().__init__()
+        if init not in INVOLUTION_INITS:
+            raise ValueError(f"Involution: init must be one of {INVOLUTION_INITS}, got {init!r}")
         if kernel_size % 2 != 1:
             raise ValueError(f"Involution: kernel_size must be odd, got {kernel_size}")
         if channels % group_channels != 0:
@@ -183,7 +190,8 @@ class Involution(nn.Module):
         # kernel generation function phi (Li et al. Eq. 6)
         self.reduce = nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU(inplace=True))
         self.span = nn.Conv2d(hidden, kernel_size * kernel_size * self.groups, 1)
-        rednet_init(self)
+        if init == "rednet":
+            rednet_init(self)
 
     def kernels(self, x: torch.Tensor) -> torch.Tensor:
         """The per-pixel kernels ``(B, G, K*K, H, W)`` generated from ``x``."""
@@ -218,11 +226,12 @@ class InvolutionBlock(nn.Module):
     The paper names no activation between the two layers, so none is used.
     """
 
-    def __init__(self, channels: int, kernel_size: int = 7, group_channels: int = 16, reference: bool = False):
+    def __init__(self, channels: int, kernel_size: int = 7, group_channels: int = 16, reference: bool = False,
+                 init: str = "rednet"):
         super().__init__()
-        self.inv1 = Involution(channels, kernel_size, group_channels, reference=reference)
+        self.inv1 = Involution(channels, kernel_size, group_channels, reference=reference, init=init)
         self.bn1 = nn.BatchNorm2d(channels)
-        self.inv2 = Involution(channels, kernel_size, group_channels, reference=reference)
+        self.inv2 = Involution(channels, kernel_size, group_channels, reference=reference, init=init)
         self.bn2 = nn.BatchNorm2d(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

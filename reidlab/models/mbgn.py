@@ -32,7 +32,9 @@ Choices where the paper is silent:
   global features of Branch g and Branch l (the class default, and every Table 2/3 row
   without the structure feature). Eq. 8's terms are means over their heads.
 - ``aabs_fixed_part_means``: Algorithm 1 lines 5-9 literally (see reidlab.models.aabs);
-  ``attention_zero_init``: GSRPA's Eq. 7 last BN at gamma = 0 (an option; not the paper's).
+  ``attention_zero_init``: GSRPA's Eq. 7 last BN at gamma = 0 (an option; not the paper's);
+  ``involution_init``: ``"rednet"`` (default: the official RedNet code's Kaiming fan_out) or
+  ``"pytorch"`` (PyTorch's default conv init, as before; for the comparison in the README).
 """
 from __future__ import annotations
 
@@ -85,10 +87,11 @@ def stage_sizes(input_size: tuple[int, int], last_stride: int = 1) -> list[tuple
 
 
 def attention_module(kind: str | None, channels: int, spatial_size: tuple[int, int],
-                     zero_init: bool = False) -> nn.Module | None:
-    """GSRPA / CBAM-S / nothing; ``zero_init``: GSRPA's Eq. 7 last BN starts at gamma = 0 (an option, not the paper's)."""
+                     zero_init: bool = False, involution_init: str = "rednet") -> nn.Module | None:
+    """GSRPA / CBAM-S / nothing; ``zero_init``: GSRPA's Eq. 7 last BN starts at gamma = 0 (an option, not the paper's);
+    ``involution_init``: "rednet" (the official RedNet init) or "pytorch" (PyTorch's default)."""
     if kind == "gsrpa":
-        return GSRPA(channels, spatial_size, zero_init_attention=zero_init)
+        return GSRPA(channels, spatial_size, zero_init_attention=zero_init, involution_init=involution_init)
     if kind == "cbam":
         return CBAMSpatial(channels)
     if kind is None:
@@ -209,6 +212,7 @@ class MBGN(nn.Module):
         structure_hidden: int = 256,
         aabs_fixed_part_means: bool = False,
         attention_zero_init: bool = False,
+        involution_init: str = "rednet",
     ):
         super().__init__()
         if triplet_features not in TRIPLET_FEATURES:
@@ -244,11 +248,13 @@ class MBGN(nn.Module):
         for stage in attended:
             if stage < 4:
                 self.attention[f"layer{stage}"] = attention_module(attention, channels[stage - 1], sizes_l[stage - 1],
-                                                                     attention_zero_init)
+                                                                     attention_zero_init, involution_init)
             else:
-                self.attention["layer4_l"] = attention_module(attention, channels[3], sizes_l[3], attention_zero_init)
+                self.attention["layer4_l"] = attention_module(attention, channels[3], sizes_l[3], attention_zero_init,
+                                                                 involution_init)
                 if use_global_branch:
-                    self.attention["layer4_g"] = attention_module(attention, channels[3], size_g, attention_zero_init)
+                    self.attention["layer4_g"] = attention_module(attention, channels[3], size_g, attention_zero_init,
+                                                                     involution_init)
         self.local_size = sizes_l[3]
 
         C = channels[3]
