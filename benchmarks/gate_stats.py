@@ -35,6 +35,7 @@ from common import RESULTS_DIR, machine_info  # benchmarks/common.py
 from reidlab.data import load_dataset
 from reidlab.engine.trainer import load_checkpoint_model
 from reidlab.viz.cam import load_mask, mask_share
+from reidlab.viz.dashboard import run_setting
 from reidlab.viz.figures import records_batch
 
 
@@ -102,16 +103,15 @@ def main() -> None:
     rows, seen_configs = [], set()
     for batch in args.batches:
         for run_dir in sorted(p for p in Path(batch).iterdir() if (p / "checkpoint.pt").is_file()):
-            params = json.loads((run_dir / "params.json").read_text())["params"] if (run_dir / "params.json").is_file() else {}
             model, cfg = load_checkpoint_model(run_dir, split=split)
             if not (hasattr(model, "attention") and len(getattr(model, "attention")) > 0):
                 continue
-            label = {"batch": Path(batch).name, "run": run_dir.name, "preset": cfg.preset, "seed": cfg.seed,
-                     "model_cfg": params.get("model_cfg", "")}
+            label = {"batch": Path(batch).name, "run": run_dir.name, "seed": cfg.seed,
+                     "setting": run_setting({"preset": cfg.preset, "model": cfg.model, "run": run_dir.name})}
             with torch.no_grad():
                 for row in gate_table(model, occluded, cfg.height, cfg.width).to_dict("records"):
                     rows.append({**label, "state": "trained", **row})
-                config_key = (label["batch"], cfg.preset, label["model_cfg"])
+                config_key = (label["batch"], label["setting"])
                 if config_key not in seen_configs:
                     seen_configs.add(config_key)
                     init = fresh_model(run_dir, split)
@@ -122,7 +122,7 @@ def main() -> None:
     table = pd.DataFrame(rows)
     if table.empty:
         raise SystemExit("no run with spatial attention and a checkpoint in " + ", ".join(args.batches))
-    grouped = (table.groupby(["batch", "preset", "model_cfg", "state", "stage"], sort=False)
+    grouped = (table.groupby(["batch", "setting", "state", "stage"], sort=False)
                [["mean", "spatial_std", "occluder_ratio"]].agg(["mean", "std", "count"]).round(4))
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.max_rows", 200):
         print(grouped)
