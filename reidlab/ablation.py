@@ -1004,14 +1004,12 @@ def export_records(folder: str | Path, destination: str | Path) -> list[Path]:
     for name in previous:  # only what the earlier export wrote
         if name not in files and (target / name).is_file():
             (target / name).unlink()
+    from reidlab.engine.checkpoint import atomic_write_text
+
     written = []
     for name, text in files.items():
-        out = target / name
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, out)
-        written.append(out)
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        written.append(atomic_write_text(text, target / name))
     _atomic_write_json({"source": os.path.relpath(source, target), "exported": _now(), "files": sorted(files)}, marker)
     for run_dir in sorted({p.parent for p in (target / n for n in previous)} - {p.parent for p in written}):
         if run_dir != target and run_dir.is_dir() and not any(run_dir.iterdir()):
@@ -1050,6 +1048,11 @@ def _kv(text: str) -> tuple[str, str]:
     return key.strip(), value
 
 
+# The notebook parameters `reidlab ablate` takes as options shared by every run of a batch.
+SHARED_OVERRIDES = ("dataset", "data_root", "epochs", "steps_per_epoch", "height", "width", "batch_p", "batch_k",
+                    "device", "model_cfg", "train_cfg")
+
+
 def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("sets", nargs="*", metavar="SET_OR_YAML",
                         help=f"named sets ({', '.join(NAMED_SETS)}) and/or YAML files of parameter sets")
@@ -1058,8 +1061,7 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--first-seed", type=int, default=0, help="first seed (default: 0)")
     parser.add_argument("--output-dir", help="batch folder (default: runs/ablation/<set names>)")
     shared = parser.add_argument_group("shared overrides (every run; default: the train notebook's)")
-    for name in ("dataset", "data_root", "epochs", "steps_per_epoch", "height", "width", "batch_p", "batch_k",
-                 "device", "model_cfg", "train_cfg"):
+    for name in SHARED_OVERRIDES:
         kind, default, help_text = TRAIN_PARAMETERS[name]
         shared.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
                             help=f"{help_text} (notebook default: {default})")
@@ -1098,9 +1100,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
             return 0
         if not args.sets:
             raise ValueError("name a set (reidlab ablate --list) or a YAML file of parameter sets")
-        overrides = {k: getattr(args, k) for k in ("dataset", "data_root", "epochs", "steps_per_epoch", "height",
-                                                   "width", "batch_p", "batch_k", "device", "model_cfg", "train_cfg")
-                     if getattr(args, k) is not None}
+        overrides = {k: getattr(args, k) for k in SHARED_OVERRIDES if getattr(args, k) is not None}
         overrides.update(dict(args.extra))
         seeds = range(args.first_seed, args.first_seed + args.seeds)
         if args.seeds < 1:
