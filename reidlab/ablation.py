@@ -792,7 +792,7 @@ def run_batch(runs: Sequence[RunSpec], output_dir: str | Path, scheduler: str | 
 
 def _run_on_dask(todo, notebook, scheduler, workers, threads_per_run, timeout, progress, out) -> list[str]:
     from distributed import Client, LocalCluster, wait
-    from tqdm.auto import tqdm
+    from reidlab.progress import tqdm
 
     cluster = None
     gpus = 0

@@ -3,12 +3,14 @@
     python -m reidlab.demo                 # what `make demo` runs
     python -m reidlab.demo --output-dir runs/demo --epochs 2
 
-Steps: (1) ``notebooks/00_tour.ipynb`` with its defaults (the notebook models of
-:mod:`reidlab.zoo`, trained on first use and cached under ``runs/notebooks/``);
-(2) ``notebooks/10_train.ipynb`` (one training + evaluation run, its record in
-``OUTPUT/train/results.json``); (3) an HTML export of both executed notebooks, with the
-plotly figures drawn (plotly.js embedded once per page, so the files open offline);
-(4) rank-1 / mAP of the run against the chance level of a random ranking, and the paths.
+Steps, each announced on the terminal with its progress: (1) the synthetic data (generated on
+first use); (2) the notebook models the tour shows (:mod:`reidlab.zoo`, trained once in a pinned
+child process and cached under ``runs/notebooks/``); (3) ``notebooks/00_tour.ipynb`` with its
+defaults; (4) ``notebooks/10_train.ipynb`` (one training + evaluation run, its record in
+``OUTPUT/train/results.json``; the kernel's progress bar is streamed to the terminal); (5) an
+HTML export of both executed notebooks, with the plotly figures drawn (plotly.js embedded once
+per page, so the files open offline); then rank-1 / mAP of the run against the chance level of a
+random ranking, and the paths.
 ``make lab`` then opens the notebooks in JupyterLab.
 
 The output folder is the demo's own: each run replaces the files it wrote there before
@@ -36,7 +38,7 @@ class NotebookDemo:
     output_dir: str = "runs/demo"
     tour_parameters: dict = field(default_factory=dict)  # 00_tour.ipynb defaults
     train_parameters: dict = field(default_factory=lambda: {
-        "preset": "baseline/bnneck", "epochs": 2, "steps_per_epoch": 10, "progress": False})
+        "preset": "baseline/bnneck", "epochs": 2, "steps_per_epoch": 10, "progress": True})
     data_root: str = "data/synthetic"  # the dataset 10_train.ipynb reads (its default, from the repository root)
 
 
@@ -65,12 +67,26 @@ def notebook_to_html(notebook: str | Path, html: str | Path) -> Path:
     return html
 
 
-def _execute(notebook: Path, output: Path, parameters: dict) -> None:
+def _execute(notebook: Path, output: Path, parameters: dict, stream: bool = False) -> None:
+    """papermill ``notebook`` -> ``output``. ``stream``: the kernel's own output (a training run's
+    progress bar, as text) goes to this terminal as it comes, instead of papermill's cell bar."""
+    import os
+
     import papermill
 
-    print(f"   papermill {notebook.relative_to(REPO_ROOT)} -> {output}  {parameters or '(defaults)'}")
+    print(f"   papermill {notebook.relative_to(REPO_ROOT)} -> {output}  {parameters or '(defaults)'}", flush=True)
+    os.environ["REIDLAB_PROGRESS"] = "text"  # the kernel's bars as text, which papermill can pass on
     papermill.execute_notebook(str(notebook), str(output), parameters=parameters, cwd=str(NOTEBOOKS),
-                               progress_bar=True, log_output=False)
+                               progress_bar=not stream, log_output=False,
+                               stdout_file=sys.stdout if stream else None, stderr_file=sys.stderr if stream else None)
+
+
+def tour_zoo_models(tour_parameters: dict) -> list[str]:
+    """The notebook models (reidlab.zoo) the tour shows with these parameters (its defaults filled in)."""
+    import papermill
+
+    defaults = {k: v["default"].strip("\"'") for k, v in papermill.inspect_notebook(str(NOTEBOOKS / "00_tour.ipynb")).items()}
+    return [str(tour_parameters.get(key, defaults[key])) for key in ("model", "msra_model")]
 
 
 def run_notebook_demo(settings: NotebookDemo | None = None) -> dict:
@@ -91,11 +107,21 @@ def run_notebook_demo(settings: NotebookDemo | None = None) -> dict:
             path.unlink()
     paths = {"tour": out / "tour.ipynb", "train": out / "train.ipynb", "run": out / "train"}
 
-    print(f"1/3 tour: notebooks/00_tour.ipynb (trains the notebook models once if runs/notebooks/ lacks them)")
+    print("1/5 data: the built-in synthetic dataset (generated on first use, about 10 s)", flush=True)
+    load_synthetic(REPO_ROOT / settings.data_root)
+    models = tour_zoo_models(settings.tour_parameters)
+    print(f"2/5 notebook models the tour shows: {', '.join(models)} (reidlab.zoo; trained once into runs/notebooks/, "
+          "loaded after)", flush=True)
+    from reidlab.zoo import zoo_checkpoint
+
+    for name in models:
+        zoo_checkpoint(name)
+    print("3/5 tour: notebooks/00_tour.ipynb", flush=True)
     _execute(NOTEBOOKS / "00_tour.ipynb", paths["tour"], settings.tour_parameters)
-    print("2/3 train: notebooks/10_train.ipynb (one training + evaluation run)")
-    _execute(NOTEBOOKS / "10_train.ipynb", paths["train"], {**settings.train_parameters, "output_dir": str(paths["run"])})
-    print("3/3 HTML export")
+    print("4/5 train: notebooks/10_train.ipynb (one training + evaluation run; its progress below)", flush=True)
+    _execute(NOTEBOOKS / "10_train.ipynb", paths["train"], {**settings.train_parameters, "output_dir": str(paths["run"])},
+             stream=True)
+    print("5/5 HTML export", flush=True)
     for name in ("tour", "train"):
         paths[f"{name}_html"] = notebook_to_html(paths[name], out / f"{name}.html")
 

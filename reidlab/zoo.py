@@ -8,10 +8,14 @@ untrained one as the same network at the same seed before its first step.
 
 How they are made (far from the papers' setting, and said so in every notebook):
 the built-in synthetic data at 128x64, ResNet-18 from a small synthetic-pretrained
-backbone (:mod:`reidlab.engine.pretrain`, ``ZOO_PRETRAIN``; the stand-in for
-ImageNet), a few hundred steps of Adam on the CPU, in float32 for results that
-repeat bit for bit on the same kind of machine. The papers train ResNet-50 from
-ImageNet weights at 384x128 / 256x128 for 100+ epochs on the real datasets.
+backbone shared by every entry (:mod:`reidlab.engine.pretrain`, ``ZOO_PRETRAIN``; the
+stand-in for ImageNet, 44 steps), then 30 steps of Adam per entry on the CPU. Cheap on
+purpose: ``make demo`` trains the two models the tour shows in about 3 minutes, and each
+notebook's first open trains only the models it shows. Every job runs in a child process
+under :mod:`reidlab.pin` (float32, AVX2 kernels, :data:`ZOO_THREADS` threads), so the models,
+and the numbers the notebooks store from them, are the same bits on any x86-64 CPU with AVX2.
+The papers train ResNet-50 from ImageNet weights at 384x128 / 256x128 for 100+ epochs on
+the real datasets.
 
     >>> model, split = zoo_model("mbgn")               # trained (made on first use)
     >>> fresh, _ = zoo_model("mbgn", trained=False)    # the same network before training
@@ -33,11 +37,13 @@ from reidlab.engine.pretrain import PretrainSettings
 log = logging.getLogger(__name__)
 
 HEIGHT, WIDTH, DEPTH = 128, 64, 18
-# Training threads, fixed: float sums in the backward pass depend on how work is split between
-# threads, and the notebooks' stored numbers must repeat on every machine of this kind (2 cores).
+# Training threads, fixed (reidlab.pin): float sums in the backward pass depend on how work is split
+# between threads, and the notebooks' stored numbers must repeat on every machine.
 ZOO_THREADS = 2
-# The notebooks' own small pretraining: about 5 minutes here (the full `reidlab pretrain` is larger).
-ZOO_PRETRAIN = PretrainSettings(depth=DEPTH, height=HEIGHT, width=WIDTH, num_ids=600, images_per_id=8, epochs=3, amp="off")
+# The notebooks' own small pretraining (the full `reidlab pretrain` is far larger): 2 epochs over 200
+# identities, 44 steps of 16 x 4 images, about a minute here; not evaluated (its figures are not shown).
+ZOO_PRETRAIN = PretrainSettings(depth=DEPTH, height=HEIGHT, width=WIDTH, num_ids=400, images_per_id=6, epochs=2,
+                                amp="off", evaluate=False)
 
 
 @dataclass(frozen=True)
@@ -47,8 +53,8 @@ class ZooEntry:
     name: str
     preset: str
     what: str
-    epochs: int = 4
-    steps_per_epoch: int = 25
+    epochs: int = 2
+    steps_per_epoch: int = 15
     model_cfg: dict = field(default_factory=dict)
     lr: float = 3.5e-4
 
@@ -76,34 +82,74 @@ def zoo_root() -> Path:
     return default_data_dir().parent / "runs" / "notebooks"
 
 
-class _threads:
-    """``torch.set_num_threads(n)`` for a block, restored after."""
-
-    def __init__(self, n: int):
-        self.n = n
-
-    def __enter__(self):
-        import torch
-
-        self.before = torch.get_num_threads()
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        import torch
-
-        torch.set_num_threads(self.before)
-        return False
-
-
 def zoo_backbone(progress: bool = True) -> Path:
-    """The notebooks' synthetic-pretrained ResNet-18 (made on first use, about 5 minutes)."""
-    from reidlab.engine.pretrain import pretrain_backbone
+    """The notebooks' synthetic-pretrained ResNet-18 (made on first use, in a pinned child process)."""
     from reidlab.models.backbone import default_data_dir
 
-    folder = default_data_dir() / "pretrained" / "notebooks"
-    with _threads(ZOO_THREADS):
-        return pretrain_backbone(ZOO_PRETRAIN, output=folder / f"resnet{DEPTH}-synthetic.pth",
-                                 run_dir=zoo_root() / "pretrain", progress=progress)
+    output = default_data_dir() / "pretrained" / "notebooks" / f"resnet{DEPTH}-synthetic.pth"
+    meta = output.with_suffix(".json")
+    if not (output.exists() and meta.exists() and json.loads(meta.read_text()).get("settings") == dataclasses.asdict(ZOO_PRETRAIN)):
+        print(f"notebook models: pretraining their shared ResNet-{DEPTH} backbone once ({ZOO_PRETRAIN.epochs} "
+              f"epochs over {ZOO_PRETRAIN.num_ids // 2} synthetic identities) -> {output}", flush=True)
+        _run_pinned({"kind": "pretrain", "settings": dataclasses.asdict(ZOO_PRETRAIN), "output": str(output),
+                     "run_dir": str(zoo_root() / "pretrain"), "progress": True})
+    return output
+
+
+def _run_pinned(job: dict) -> None:
+    """Run one zoo job (:func:`_job`) in a child process under :mod:`reidlab.pin` (float32, AVX2
+    kernels, :data:`ZOO_THREADS` threads), so that the zoo is the same on every x86-64 CPU whoever
+    starts it: ``make zoo``, a notebook in JupyterLab, papermill. Its output (progress bars
+    included) is passed on to this process's stdout as it comes, so a notebook cell shows it."""
+    import subprocess
+    import sys
+
+    from reidlab.pin import pinned_env
+
+    command = [sys.executable, "-m", "reidlab.zoo", "--job", json.dumps(job)]
+    child = subprocess.Popen(command, env=pinned_env(ZOO_THREADS), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        for chunk in iter(lambda: child.stdout.read1(4096), b""):
+            sys.stdout.write(chunk.decode("utf-8", errors="replace"))
+            sys.stdout.flush()
+    except KeyboardInterrupt:
+        child.wait()  # the child saw Ctrl-C too: it stops at a step boundary with a checkpoint
+        raise
+    if child.wait() != 0:
+        raise RuntimeError(f"the notebook-model job {job.get('name', job['kind'])!r} failed in its child process "
+                           f"(exit {child.returncode}; its output is above)")
+
+
+def _job(job: dict) -> None:
+    """What a pinned child process runs: the zoo's pretraining, or the training of one entry."""
+    import torch
+
+    from reidlab.pin import describe, is_pinned
+
+    if not is_pinned():
+        raise RuntimeError("zoo jobs run under reidlab.pin only (python -m reidlab.pin --threads 2 ...)")
+    torch.set_num_threads(ZOO_THREADS)
+    print(f"   ({describe()})", flush=True)
+    if job["kind"] == "pretrain":
+        from reidlab.engine.pretrain import pretrain_backbone
+
+        pretrain_backbone(PretrainSettings(**job["settings"]), output=job["output"], run_dir=job["run_dir"],
+                          progress=job["progress"])
+        return
+    from reidlab.config import TrainConfig
+    from reidlab.data.synthetic import load_synthetic
+    from reidlab.engine.checkpoint import atomic_write_text
+    from reidlab.engine.trainer import Trainer
+
+    cfg = TrainConfig.from_dict(job["config"])
+    start = time.perf_counter()
+    result = Trainer(cfg, split=load_synthetic(cfg.data_root)).fit()
+    if not result.completed:
+        raise SystemExit(f"training of {job['name']!r} stopped ({result.status}); call again to continue")
+    metrics = {k: float(result.metrics[k]) for k in ("rank1", "mAP", "mINP")} if result.metrics else {}
+    atomic_write_text(json.dumps({"config": _settings(cfg.to_dict()), "metrics": metrics,
+                                  "train_seconds": time.perf_counter() - start}, indent=2),
+                      Path(cfg.output_dir) / "zoo.json")
 
 
 def zoo_config(name: str, data_root: str | Path | None = None):
@@ -149,11 +195,10 @@ def _finished(cfg) -> bool:
 def zoo_checkpoint(name: str, progress: bool = True) -> Path:
     """Train zoo entry ``name`` unless its finished run is already in ``runs/notebooks/NAME``; the run folder.
 
-    A run whose settings changed is trained again (the folder is the zoo's own); a stopped one
-    (Ctrl-C) continues where it was."""
-    from reidlab.data.synthetic import load_synthetic
+    Training runs in a pinned child process (:func:`_run_pinned`) and always shows its progress (it
+    happens once; ``progress`` is kept for the callers' signature). A run whose settings changed is
+    trained again (the folder is the zoo's own); a stopped one (Ctrl-C) continues where it was."""
     from reidlab.engine.checkpoint import CHECKPOINT_NAME
-    from reidlab.engine.trainer import Trainer
 
     zoo_backbone(progress=progress)
     cfg = zoo_config(name)
@@ -164,21 +209,13 @@ def zoo_checkpoint(name: str, progress: bool = True) -> Path:
     same = partial and (folder / "config.json").exists() and \
         _settings(json.loads((folder / "config.json").read_text())) == _settings(cfg.to_dict())
     (folder / "zoo.json").unlink(missing_ok=True)
-    cfg = dataclasses.replace(cfg, resume=same, overwrite=partial and not same, progress=progress)
-    split = load_synthetic(cfg.data_root)
-    print(f"training the notebook model {name!r} ({_entry(name).what}): {cfg.epochs} epochs x "
-          f"{cfg.max_steps_per_epoch} steps of {cfg.batch_p * cfg.batch_k} images at {cfg.height}x{cfg.width} "
-          f"-> {folder} (once; later runs load it)")
-    start = time.perf_counter()
-    with _threads(ZOO_THREADS):
-        result = Trainer(cfg, split=split).fit()
-    if not result.completed:
-        raise RuntimeError(f"training of {name!r} stopped ({result.status}); call again to continue")
-    from reidlab.engine.checkpoint import atomic_write_text
-
-    metrics = {k: float(result.metrics[k]) for k in ("rank1", "mAP", "mINP")} if result.metrics else {}
-    atomic_write_text(json.dumps({"config": _settings(cfg.to_dict()), "metrics": metrics,
-                                  "train_seconds": time.perf_counter() - start}, indent=2), folder / "zoo.json")
+    cfg = dataclasses.replace(cfg, resume=same, overwrite=partial and not same, progress=True)
+    print(f"notebook models: training {name!r} ({_entry(name).what}): {cfg.epochs * cfg.max_steps_per_epoch} steps "
+          f"of {cfg.batch_p * cfg.batch_k} images at {cfg.height}x{cfg.width}, then its evaluation -> {folder} "
+          "(once; later runs load it)", flush=True)
+    _run_pinned({"kind": "train", "name": name, "config": cfg.to_dict()})
+    if not _finished(cfg):
+        raise RuntimeError(f"training of {name!r} ended without its record {folder / 'zoo.json'}")
     return folder
 
 
@@ -227,6 +264,28 @@ def make_all(progress: bool = True) -> pd.DataFrame:
     return zoo_table()
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m reidlab.zoo", description="Train the notebook models "
+                                     "that are not trained yet (runs/notebooks/), and print the zoo's table.")
+    parser.add_argument("names", nargs="*", help=f"entries to make (default: all of {', '.join(ZOO)})")
+    parser.add_argument("--job", help=argparse.SUPPRESS)  # one job, in the pinned child process
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(make_all().to_string())
+    if args.job:
+        _job(json.loads(args.job))
+        return 0
+    for name in args.names:
+        if name not in ZOO:
+            parser.error(f"no zoo model {name!r}; known: {', '.join(ZOO)}")
+    for name in args.names or ZOO:
+        zoo_checkpoint(name)
+    print(zoo_table().to_string())
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -82,7 +82,7 @@ class ReIDDataset(Dataset):
     # ------------------------------------------------------------------ cache
     def preload(self, progress: bool = True) -> "ReIDDataset":
         """Decode every image once into a uint8 tensor cache."""
-        from tqdm.auto import tqdm
+        from reidlab.progress import tqdm
 
         images = [
             torch.from_numpy(np.array(read_image(r.path), dtype=np.uint8)).permute(2, 0, 1).contiguous()  # (3, H, W) uint8

@@ -117,7 +117,7 @@ def verify_images(records: Iterable, full_decode: bool = True, progress: bool = 
     if hasattr(records, "train") and hasattr(records, "gallery"):
         records = [*records.train, *records.query, *records.gallery]
     paths = [str(getattr(r, "path", r)) for r in records]
-    from tqdm.auto import tqdm
+    from reidlab.progress import tqdm
 
     check = read_image if full_decode else check_image_header
     bad: list[tuple[str, str]] = []

@@ -198,7 +198,7 @@ def estimate_keypoints(
     Rows already in the cache are not run again (resume); new ones are appended after each
     batch. Coordinates are in pixels of the images on disk. Basenames must be unique.
     """
-    from tqdm.auto import tqdm
+    from reidlab.progress import tqdm
 
     from .images import read_image
 

@@ -882,7 +882,7 @@ def _install(staged: Path, root: Path, action: str) -> None:
 def _write_dataset(out: Path, plan: SyntheticPlan, progress: bool, label: Path) -> None:
     """Draw and write every file of ``plan`` into the folder ``out`` (meta.json last)."""
     from PIL import Image
-    from tqdm.auto import tqdm
+    from reidlab.progress import tqdm
 
     from reidlab.data.keypoints import coco17_to_openpose18, write_pose_csv
 

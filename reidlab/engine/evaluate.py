@@ -14,7 +14,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from reidlab.progress import tqdm
 
 from reidlab.data.records import COCO17_FLIP_PAIRS, ImageRecord, ReIDSplit
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from reidlab.progress import tqdm
 
 JUNK_PID = -1
 

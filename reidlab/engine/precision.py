@@ -16,6 +16,7 @@ The trainer keeps float32 selectable: ``TrainConfig.amp="off"``.
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import torch
@@ -59,7 +60,8 @@ def resolve_amp(mode: str, device: torch.device | str) -> torch.dtype | None:
     """The autocast dtype for ``TrainConfig.amp`` on ``device`` (None: full precision, float32).
 
     ``"auto"``: CUDA -> bf16 where supported, else fp16 (with a grad scaler); CPU -> bf16 where
-    the CPU runs it natively (:func:`cpu_bf16_support`), else float32. ``"bf16"``: bf16 on any
+    the CPU runs it natively (:func:`cpu_bf16_support`), else float32; under :mod:`reidlab.pin`
+    (stored outputs) always float32 on CPU. ``"bf16"``: bf16 on any
     device (on a CPU without native bf16 it runs, emulated and not faster). ``"fp16"``: CUDA only.
     ``"off"``: float32.
     """
@@ -67,6 +69,8 @@ def resolve_amp(mode: str, device: torch.device | str) -> torch.dtype | None:
     if mode == "off":
         return None
     if mode == "auto":
+        if device.type == "cpu" and pinned():
+            return None
         if device.type == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         if device.type == "cpu" and cpu_bf16_support() == "native":
@@ -79,6 +83,30 @@ def resolve_amp(mode: str, device: torch.device | str) -> torch.dtype | None:
             raise ValueError(f"TrainConfig.amp='fp16' needs CUDA (device is {device.type}); use 'bf16' or 'off'")
         return torch.float16
     raise ValueError(f"TrainConfig.amp: unknown {mode!r}; use one of {', '.join(AMP_MODES)}")
+
+
+def pinned() -> bool:
+    """Whether this process runs under :mod:`reidlab.pin` (``REIDLAB_PINNED=1``: stored outputs, float32)."""
+    return os.environ.get("REIDLAB_PINNED") == "1"
+
+
+def describe_amp(mode: str, device: torch.device | str) -> str:
+    """The precision ``mode`` resolves to on ``device``, and why, in a few words:
+    ``"fp32"``, ``"bf16"``, ``"auto: fp32, this CPU has no native bf16"``, ..."""
+    dtype = resolve_amp(mode, device)
+    name = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+    if mode != "auto":
+        return name
+    device = torch.device(device)
+    if device.type == "cuda":
+        why = "CUDA with bf16" if dtype == torch.bfloat16 else "CUDA without bf16"
+    elif pinned():
+        why = "pinned for stored outputs (reidlab.pin)"
+    else:
+        support = cpu_bf16_support()
+        why = "this CPU runs bf16 natively" if support == "native" else \
+            "this CPU has no native bf16" if support == "emulated" else "no bf16 kernels on this CPU"
+    return f"auto: {name}, {why}"
 
 
 def use_channels_last(requested: bool, device: torch.device | str, amp_dtype: torch.dtype | None = None) -> bool:

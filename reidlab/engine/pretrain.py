@@ -28,6 +28,7 @@ regime, not as its numbers.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import logging
@@ -58,6 +59,7 @@ class PretrainSettings:
     batch_k: int = 4
     lr: float = 3.5e-4
     amp: str = "auto"
+    evaluate: bool = True  # rank-1 / mAP on the corpus's test half after training (False: skip it)
 
     def key(self) -> str:
         return f"resnet{self.depth}-{self.height}x{self.width}-{self.num_ids}ids-seed{self.seed}"
@@ -122,7 +124,7 @@ def pretrain_backbone(settings: PretrainSettings | None = None, output: str | Pa
         epochs=settings.epochs, max_steps_per_epoch=settings.max_steps_per_epoch, batch_p=settings.batch_p,
         batch_k=settings.batch_k, lr=settings.lr, schedule="cosine", amp=settings.amp, seed=settings.seed,
         output_dir=str(run), resume=resume, overwrite=force and (run / CHECKPOINT_NAME).exists(),
-        eval_every=0, time_limit=time_limit, device=device, num_workers=num_workers, progress=progress,
+        eval_every=0 if settings.evaluate else -1, time_limit=time_limit, device=device, num_workers=num_workers, progress=progress,
     )
     print(f"pretraining ResNet-{settings.depth} on {split!r}: {settings.epochs} epochs -> {output}"
           + (f" (resuming {run})" if resume else ""))
@@ -137,8 +139,9 @@ def pretrain_backbone(settings: PretrainSettings | None = None, output: str | Pa
     seconds = sum(float(r.get("epoch_s", 0.0)) for r in log_rows) or time.perf_counter() - start
     atomic_write_text(json.dumps({"settings": wanted, "train_seconds": seconds, "corpus": str(root),
                                   "corpus_metrics": metrics, "run": str(run)}, indent=2), meta_path)
-    print(f"backbone written to {output} ({seconds / 60:.1f} min of training; on its own corpus's test half: "
-          + ", ".join(f"{k} {100 * v:.1f}%" for k, v in metrics.items()) + ")")
+    print(f"backbone written to {output} ({seconds / 60:.1f} min of training"
+          + ("; on its own corpus's test half: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in metrics.items())
+             if metrics else "; not evaluated") + ")")
     return output
 
 
@@ -147,6 +150,11 @@ def add_pretrain_command(sub) -> None:
     defaults = PretrainSettings()
     p = sub.add_parser("pretrain", help="pretrain a ResNet backbone on a large synthetic corpus (stands in for ImageNet)")
     for f in dataclasses.fields(PretrainSettings):
+        if f.type in (bool, "bool"):
+            p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action=argparse.BooleanOptionalAction,
+                           default=getattr(defaults, f.name), help="evaluate the backbone on the corpus's test half "
+                           "after training (default: yes)")
+            continue
         p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=type(getattr(defaults, f.name)) if getattr(defaults, f.name) is not None else int,
                        default=getattr(defaults, f.name), help=f"(default: {getattr(defaults, f.name)})")
     p.add_argument("--output", default=None, help="weight file (default: data/pretrained/resnet{depth}-synthetic.pth)")

@@ -26,7 +26,7 @@ import warnings
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
+from reidlab.progress import tqdm
 
 
 class _SquaredDistances:

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-from tqdm.auto import tqdm
+from reidlab.progress import tqdm
 
 from reidlab.config import TrainConfig, default_num_workers
 from reidlab.engine import distributed as D
@@ -567,8 +567,10 @@ class Trainer:
         images = int((partial or {}).get("images", 0))
         seconds_before = float((partial or {}).get("seconds", 0.0))
         lr = self.optimizer.param_groups[0]["lr"]
-        bar = tqdm(total=steps, initial=first, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-                   disable=not (cfg.progress and self.is_main), leave=False, unit="step")
+        run_bar = getattr(self, "_run_bar", None)  # fit(): one bar for the whole run, its ETA re-estimated as it goes
+        bar = run_bar if run_bar is not None else tqdm(
+            total=steps, initial=first, disable=not (cfg.progress and self.is_main), leave=False, unit="step")
+        bar.set_description(f"epoch {epoch + 1}/{cfg.epochs}", refresh=False)
         start = time.perf_counter()
         step = first - 1
         for step, batch in enumerate(self._loader(first, steps), start=first):
@@ -584,14 +586,16 @@ class Trainer:
             self._maybe_estimate(epoch, step, steps)
             reason = stops.poll() if stops is not None else None
             if reason and step + 1 < steps:
-                bar.close()
+                if run_bar is None:
+                    bar.close()
                 done = {"sums": dict(sums), "images": images, "seconds": seconds_before + time.perf_counter() - start}
                 self.save_checkpoint(epoch, step + 1, partial=done)
                 raise _Stop(reason, (epoch + 1, step + 1))
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds = seconds_before + time.perf_counter() - start
-        bar.close()
+        if run_bar is None:
+            bar.close()
         self.scheduler.step()
         self.start_step, self.partial = 0, None
         row = {"epoch": epoch + 1, "step": self.global_step, "lr": lr}
@@ -658,7 +662,11 @@ class Trainer:
         if self.pending_row is not None:  # a resumed run whose last epoch was checkpointed but not logged
             self._finish_epoch(self.pending_row)
             self.pending_row = None
-        with _StopRequests(cfg.time_limit) as stops:
+        steps = self.steps_per_epoch()
+        self._run_bar = tqdm(total=steps * max(0, end - self.start_epoch) if end > self.start_epoch else 0,
+                             initial=self.start_step if end > self.start_epoch else 0,
+                             disable=not (cfg.progress and self.is_main), leave=False, unit="step")
+        with _StopRequests(cfg.time_limit) as stops, self._run_bar:
             try:
                 for epoch in range(self.start_epoch, end):
                     row = self.train_one_epoch(epoch, stops)
@@ -673,6 +681,7 @@ class Trainer:
             except _Stop as stop:
                 status, stopped_at = stop.reason, stop.position or stopped_at
                 self._say_stopped(status, stopped_at)
+        self._run_bar = None
         D.barrier()
         self.model.eval()
         history = read_log(self.output_dir) if self.is_main and (self.output_dir / LOG_NAME).exists() else pd.DataFrame()

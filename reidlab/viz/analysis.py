@@ -76,7 +76,7 @@ def aabs_plane_movement(model, records, height: int, width: int, batch_size: int
     rows = []
     iterator = _batches(records, batch_size)
     if progress:
-        from tqdm.auto import tqdm
+        from reidlab.progress import tqdm
 
         iterator = tqdm(iterator, total=math.ceil(len(records) / batch_size), desc="AABS over the split", unit="batch")
     was_training = model.training
