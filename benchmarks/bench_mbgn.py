@@ -38,7 +38,7 @@ except ImportError:  # run as a script from benchmarks/
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from common import save_results  # noqa: E402
 
-from reidlab.engine.precision import cpu_bf16_support, resolve_amp  # noqa: E402
+from reidlab.engine.precision import cpu_bf16_support, cpu_line, resolve_amp  # noqa: E402
 from reidlab.losses import compute_loss  # noqa: E402
 from reidlab.models import build_model  # noqa: E402
 from reidlab.models.gsrpa import GSRPA, relation_maps, relation_maps_reference  # noqa: E402
@@ -179,12 +179,15 @@ def main(argv=None) -> None:
     parser.add_argument("--quick", action="store_true", help="ResNet-18 only, no evaluation at ResNet-50")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    bf16 = resolve_amp("bf16", "cpu")
-    dtypes = {"fp32": None, "bf16": bf16}
+    dtypes = {"fp32": None}
+    if cpu_bf16_support() == "native":
+        dtypes["bf16"] = resolve_amp("bf16", "cpu")
+    else:  # emulated bf16 is many times slower than fp32: a figure that says nothing about bf16
+        print(f"bf16 skipped: this CPU has no native bf16 ({cpu_bf16_support()}); fp32 only", flush=True)
     figures: dict = {"settings": {"threads": args.threads, "repeats": args.repeats,
                                   "cpu_bf16_support": cpu_bf16_support(),
                                   "amp_auto_on_cpu": str(resolve_amp("auto", "cpu"))}}
-    print(f"CPU, {args.threads} thread(s), bf16 support: {cpu_bf16_support()}", flush=True)
+    print(f"CPU: {cpu_line()}; {args.threads} thread(s)", flush=True)
     for size in ((128, 64), (256, 128)):
         figures[f"components_{size[0]}x{size[1]}"] = bench_components(size, 16, args.repeats + 1)
     for size in ((128, 64), (256, 128)):

@@ -36,6 +36,9 @@ def machine_info(device: str | torch.device = "cpu") -> dict:
         "processor": platform.processor() or platform.machine(),
         "device": str(device),
     }
+    from reidlab.engine.precision import cpu_summary
+
+    info.update(cpu_summary())
     if torch.device(device).type == "cuda" and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
@@ -47,8 +50,11 @@ def save_results(name: str, figures: dict, device: str | torch.device = "cpu") -
     record = {"benchmark": name, "time": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(device), **figures}
     path = RESULTS_DIR / f"{name}.json"
     path.write_text(json.dumps(record, indent=2, default=_to_json))
+    from reidlab.engine.precision import cpu_line
+
     for key, value in figures.items():
         print(f"{key:>32}: {value}")
+    print(f"measured on: {cpu_line()}, {torch.get_num_threads()} torch thread(s)")
     print(f"saved {path}")
     return path
 

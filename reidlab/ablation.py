@@ -960,6 +960,28 @@ EXPORTED_FILES = ("batch.json", RESULTS_NAME, PARAMS_NAME, "config.json", "metri
 _ABSOLUTE_PATH = re.compile(r'(?<=")/[^"\\]*')  # a JSON string (or an escaped one inside a string) that is a path
 
 
+def _listed_export_files(target: Path, marker: Path) -> list[str]:
+    """The files an earlier export's marker lists, each checked to be one an export writes (a record
+    name, at most one folder deep) inside ``target``: a received export whose marker points elsewhere
+    (``../x``, an absolute path, a link out) is refused whole, before anything is deleted."""
+    from reidlab.owned import UnsafePathError, owned_path
+
+    try:
+        listed = json.loads(marker.read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError) as error:
+        raise UnsafePathError(f"export_records: the marker {marker} cannot be read ({error}): refused, nothing was "
+                              "deleted") from error
+    if not isinstance(listed, list):
+        raise UnsafePathError(f"export_records: the marker {marker} has no file list: refused, nothing was deleted")
+    for name in listed:
+        owned_path(target, name, what=f"the export marker {EXPORT_MARKER}")
+        parts = name.split("/")
+        if parts[-1] not in EXPORTED_FILES or len(parts) > 2:
+            raise UnsafePathError(f"export_records: the marker in {target} lists {name!r}, which no export writes: "
+                                  "refused, nothing was deleted")
+    return listed
+
+
 def export_records(folder: str | Path, destination: str | Path) -> list[Path]:
     """Copy a batch's records to ``destination`` for sharing or shipping with a notebook: per run its
     results, parameters, config, metrics and training log (no checkpoints, no executed notebooks), and
@@ -982,7 +1004,7 @@ def export_records(folder: str | Path, destination: str | Path) -> list[Path]:
         if not target.is_dir():
             raise FileExistsError(f"export_records: {target} is a file")
         if marker.is_file():
-            previous = json.loads(marker.read_text()).get("files", [])
+            previous = _listed_export_files(target, marker)
         elif any(target.iterdir()):
             raise FileExistsError(f"export_records: {target} is not empty and holds no earlier export "
                                   f"({EXPORT_MARKER}); give a new or empty folder")
@@ -1001,9 +1023,10 @@ def export_records(folder: str | Path, destination: str | Path) -> list[Path]:
     if not any(name.endswith(RESULTS_NAME) for name in files):
         raise FileNotFoundError(f"export_records: no run records ({RESULTS_NAME}) in {source}")
     target.mkdir(parents=True, exist_ok=True)
-    for name in previous:  # only what the earlier export wrote
-        if name not in files and (target / name).is_file():
-            (target / name).unlink()
+    for name in previous:  # only what the earlier export wrote (each checked by _listed_export_files)
+        path = target / name
+        if name not in files and path.is_file() and not path.is_symlink():
+            path.unlink()
     from reidlab.engine.checkpoint import atomic_write_text
 
     written = []

@@ -418,3 +418,35 @@ def test_run_names_name_only_what_an_entry_changes(tmp_path):
     names = [r.name.rsplit("_", 1)[0] for r in ablation.make_grid([source], seeds=1)]
     assert names == ["mbgn-table2-MBGN_seed0", "mbgn-table2-MBGN_structure_dim=256_triplet_features=global_seed0",
                      "mbgn-table2-Baseline+GSRPA_lr_mult=-attention.-10_seed0"]
+
+
+@pytest.mark.parametrize("listed", ["../victim.txt", "ABSOLUTE", "linked/results.json", "notes/../../victim.txt",
+                                    "a_seed0_1/../../victim.txt", "mine.txt"])
+def test_a_received_export_marker_cannot_delete_files_outside_its_folder(tmp_path, listed):
+    """An export's marker names the files the next export may remove; a crafted one (shared
+    exports travel) pointing outside the folder, through a link, or at a file no export writes is
+    refused whole, with one line from the CLI (exit 2), and nothing is deleted."""
+    import reidlab.ablation as ablation
+    from reidlab.cli import main
+
+    batch = tmp_path / "batch"
+    run = batch / "a_seed0_1"
+    run.mkdir(parents=True)
+    (run / "results.json").write_text(json.dumps({"status": "ok", "params": {"output_dir": str(run)}}))
+    victim = tmp_path / "victim.txt"
+    victim.write_text("the user's file")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "results.json").write_text("the user's other file")
+    received = tmp_path / "received"
+    received.mkdir()
+    (received / "linked").symlink_to(outside)
+    (received / "mine.txt").write_text("mine")
+    name = str(victim) if listed == "ABSOLUTE" else listed
+    (received / ablation.EXPORT_MARKER).write_text(json.dumps({"files": [name]}))
+    with pytest.raises(ValueError, match="refused, nothing was deleted"):
+        ablation.export_records(batch, received)
+    code = main(["ablate", "--output-dir", str(batch), "--export-records", str(received)])
+    assert code == 2
+    assert victim.read_text() == "the user's file" and (outside / "results.json").exists()
+    assert (received / "mine.txt").read_text() == "mine" and not (received / "a_seed0_1").exists()

@@ -13,6 +13,12 @@ def support(monkeypatch):
     return set_support
 
 
+@pytest.fixture(autouse=True)
+def unpinned(monkeypatch):
+    """These tests speak of users' runs: not under reidlab.pin (the suite may itself run pinned)."""
+    monkeypatch.delenv("REIDLAB_PINNED", raising=False)
+
+
 @pytest.mark.parametrize("kind,expected", [("native", torch.bfloat16), ("emulated", None), ("none", None)])
 def test_auto_picks_bf16_only_on_cpus_that_run_it_natively(support, kind, expected):
     support(kind)
@@ -58,3 +64,28 @@ def test_bf16_autocast_step_on_cpu_tensors_is_close_to_float32():
         got = layer(x)
     assert got.dtype in (torch.bfloat16, torch.float32)
     assert (got.float() - expected).abs().max() < 0.05 * expected.abs().max()
+
+
+@pytest.mark.parametrize("kind,said", [("native", "auto: bf16, this CPU runs bf16 natively"),
+                                       ("emulated", "auto: fp32, this CPU has no native bf16"),
+                                       ("none", "auto: fp32, no bf16 kernels on this CPU")])
+def test_the_precision_used_is_said_with_its_reason(support, kind, said):
+    support(kind)
+    assert precision.describe_amp("auto", "cpu") == said
+    assert precision.describe_amp("off", "cpu") == "fp32"
+    assert precision.describe_amp("bf16", "cpu") == "bf16"
+
+
+def test_stored_outputs_are_fp32_under_the_pin_whatever_the_cpu(support, monkeypatch):
+    support("native")
+    monkeypatch.setenv("REIDLAB_PINNED", "1")
+    assert precision.resolve_amp("auto", "cpu") is None
+    assert precision.describe_amp("auto", "cpu") == "auto: fp32, pinned for stored outputs (reidlab.pin)"
+    assert precision.resolve_amp("bf16", "cpu") == torch.bfloat16  # an explicit request is still honoured
+
+
+def test_cpu_summary_names_the_cpu():
+    summary = precision.cpu_summary()
+    assert summary["cpu_model"] and summary["isa"] in (*precision.ISA_LEVELS, "unknown")
+    assert summary["bf16"] in ("native", "emulated", "none")
+    assert summary["cpu_model"] in precision.cpu_line() and summary["torch_kernels"] in precision.cpu_line()

@@ -54,6 +54,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reidlab.owned import safe_relative
+
 log = logging.getLogger(__name__)
 
 GENERATOR_VERSION = 1
@@ -725,14 +727,6 @@ def read_marker(root) -> dict | None:
     return meta
 
 
-def _safe_relative(name) -> bool:
-    """A listed file must stay inside the dataset folder (a crafted marker must not point elsewhere)."""
-    if not isinstance(name, str) or not name or "\\" in name:
-        return False
-    path = Path(name)
-    return not path.is_absolute() and ".." not in path.parts and path.as_posix() == name
-
-
 def _marker_files(meta: dict) -> set[str] | None:
     """The files a marker says the generator wrote; None when it cannot tell."""
     files = meta.get("files")
@@ -742,7 +736,7 @@ def _marker_files(meta: dict) -> set[str] | None:
             files = generated_files(plan_dataset(**meta["params"]))
         except (TypeError, ValueError):
             return None
-    if not isinstance(files, list) or not all(_safe_relative(name) for name in files):
+    if not isinstance(files, list) or not all(safe_relative(name) for name in files):
         return None
     return set(files)
 

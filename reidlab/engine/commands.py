@@ -155,7 +155,7 @@ def _cmd_train(args) -> int:
     trainer = Trainer(cfg, trust_checkpoint=args.trust_checkpoint)
     print(f"training {cfg.model} {json.dumps(cfg.model_cfg, sort_keys=True)} "
           f"({'preset ' + cfg.preset if cfg.preset else 'no preset'}) at {cfg.height}x{cfg.width} on "
-          f"{trainer.split!r} for {cfg.epochs} epochs -> {cfg.output_dir}")
+          f"{trainer.split!r} for {cfg.epochs} epochs, precision {trainer.precision} -> {cfg.output_dir}")
     result = trainer.fit()
     if trainer.is_main and result.completed:
         _print_metrics(result.metrics, chance_level(trainer.split))

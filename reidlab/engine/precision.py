@@ -56,6 +56,39 @@ def cpu_bf16_support() -> str:
     return "native" if ("BF16" in capability or "AMX" in capability) else "emulated"
 
 
+ISA_LEVELS = ("amx_bf16", "avx512_bf16", "avx512f", "avx2", "avx")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_model() -> str:
+    """The CPU's model name from ``/proc/cpuinfo`` (the platform's processor string elsewhere)."""
+    import platform
+
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_summary() -> dict:
+    """What a speed figure was measured on: CPU model, its widest vector ISA, whether it runs bf16
+    natively, and the kernels torch runs now (``AVX2`` under :mod:`reidlab.pin`)."""
+    flags = cpu_flags()
+    return {"cpu_model": cpu_model(), "isa": next((f for f in ISA_LEVELS if f in flags), "unknown"),
+            "bf16": cpu_bf16_support(), "torch_kernels": torch.backends.cpu.get_cpu_capability(),
+            "cores": os.cpu_count()}
+
+
+def cpu_line() -> str:
+    """:func:`cpu_summary` in one line, for a benchmark's output and the README."""
+    s = cpu_summary()
+    return (f"{s['cpu_model']}, {s['cores']} cores, widest ISA {s['isa']}, bf16 {s['bf16']}, "
+            f"torch kernels {s['torch_kernels']}")
+
+
 def resolve_amp(mode: str, device: torch.device | str) -> torch.dtype | None:
     """The autocast dtype for ``TrainConfig.amp`` on ``device`` (None: full precision, float32).
 

@@ -58,7 +58,7 @@ from reidlab.engine.checkpoint import (  # noqa: F401 - re-exported: the engine'
     rng_state, set_rng_state,
 )
 from reidlab.engine.evaluate import evaluate, resolve_device
-from reidlab.engine.precision import resolve_amp, use_channels_last  # noqa: F401 - resolve_amp re-exported
+from reidlab.engine.precision import describe_amp, resolve_amp, use_channels_last  # noqa: F401 - resolve_amp re-exported
 from reidlab.engine.schedule import build_optimizer, build_scheduler
 
 log = logging.getLogger(__name__)
@@ -242,6 +242,7 @@ class Trainer:
         self._check_requirements()
 
         self.amp_dtype = resolve_amp(cfg.amp, self.device)
+        self.precision = describe_amp(cfg.amp, self.device)  # "fp32", "bf16", "auto: fp32, this CPU has no native bf16"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.channels_last = use_channels_last(cfg.channels_last, self.device, self.amp_dtype)
         if self.channels_last:
@@ -598,7 +599,7 @@ class Trainer:
             bar.close()
         self.scheduler.step()
         self.start_step, self.partial = 0, None
-        row = {"epoch": epoch + 1, "step": self.global_step, "lr": lr}
+        row = {"epoch": epoch + 1, "step": self.global_step, "lr": lr, "precision": self.precision}
         row.update({k: v / steps for k, v in sums.items()})
         row.update(images_per_s=images * self.dist.world_size / max(seconds, 1e-9), epoch_s=seconds)
         return row
