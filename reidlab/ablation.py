@@ -772,7 +772,14 @@ def run_batch(runs: Sequence[RunSpec], output_dir: str | Path, scheduler: str | 
     if not notebook.exists():
         raise FileNotFoundError(f"train notebook not found: {notebook} (pass --notebook PATH)")
     output_dir = Path(output_dir).resolve()
-    output_dir.mkdir(parents=True, exist_ok=True)
+    from reidlab.engine.checkpoint import FolderLock
+
+    with FolderLock(output_dir, "batch folder"):  # one `reidlab ablate` per batch folder
+        return _run_batch(runs, output_dir, scheduler, workers, threads_per_run, timeout, notebook, progress, out)
+
+
+def _run_batch(runs, output_dir: Path, scheduler, workers, threads_per_run, timeout, notebook: Path, progress,
+               out) -> BatchResult:
     started = time.perf_counter()
     specs = [resolve_run(run, notebook, output_dir) for run in runs]
     _atomic_write_json({"created": _now(), "runs": [s.to_dict() for s in specs]}, output_dir / "batch.json")
@@ -1104,6 +1111,8 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def cmd_ablate(args: argparse.Namespace) -> int:
     """``reidlab ablate``: 0 when every run finished, 1 when some failed, 2 on bad input, 130 when interrupted."""
+    from reidlab.engine.checkpoint import FolderBusyError
+
     previous = None
     if threading.current_thread() is threading.main_thread():  # SIGTERM stops cleanly: cluster closed, runs stopped
         previous = signal.signal(signal.SIGTERM, _raise_interrupt)
@@ -1133,7 +1142,7 @@ def cmd_ablate(args: argparse.Namespace) -> int:
         result = run_batch(runs, output_dir, scheduler=args.scheduler, workers=args.workers,
                            threads_per_run=args.threads_per_run, timeout=args.timeout, notebook=args.notebook,
                            progress=not args.no_progress)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, FolderBusyError) as err:
         print(f"reidlab ablate: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -82,11 +82,11 @@ def _add_engine_commands(sub) -> None:
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Exceptions that mean bad input or a state the user can fix: one or two lines, exit code 2."""
-    from reidlab.engine.checkpoint import CheckpointError, DiskFullError, RunFolderError
+    from reidlab.engine.checkpoint import CheckpointError, DiskFullError, FolderBusyError, RunFolderError
 
     errors: list[type[BaseException]] = [ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
                                          PermissionError, IsADirectoryError, CheckpointError, RunFolderError,
-                                         DiskFullError, UnicodeDecodeError]
+                                         DiskFullError, UnicodeDecodeError, FolderBusyError]
     try:
         from reidlab.engine.trainer import DivergenceError, NonFiniteLossError
 

@@ -50,6 +50,58 @@ class DiskFullError(OSError):
     """Writing a file failed for lack of space; the message names the device and the file."""
 
 
+class FolderBusyError(RuntimeError):
+    """Another live process holds the folder's lock (one trainer per run folder)."""
+
+
+LOCK_NAME = ".reidlab.lock"
+
+
+class FolderLock:
+    """An exclusive OS lock (``flock``) on ``FOLDER/.reidlab.lock``: one trainer per run folder, one
+    ``reidlab ablate`` per batch folder. The operating system releases it when the process ends, by
+    a kill -9 too, so a killed run never leaves the folder locked. The file keeps the holder's pid
+    and command for the refusal's message; it is never deleted (deleting a lock file races)."""
+
+    def __init__(self, folder: str | Path, what: str = "run folder"):
+        self.folder, self.what, self._fd = Path(folder), what, None
+
+    def acquire(self) -> "FolderLock":
+        import fcntl
+        import sys
+
+        if self._fd is not None:
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 4096).decode("utf-8", errors="replace").strip() or "unknown process"
+            os.close(fd)
+            raise FolderBusyError(f"{self.what} {self.folder} is in use by another reidlab process ({holder}); "
+                                  "wait for it to finish or stop it, or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()}: {' '.join(sys.argv)[:300]}\n".encode())
+        self._fd = fd
+        return self
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the descriptor releases the flock
+
+    def __enter__(self) -> "FolderLock":
+        return self.acquire()
+
+    def __exit__(self, *exc) -> bool:
+        self.release()
+        return False
+
+    def __del__(self):
+        self.release()
+
+
 # ----------------------------------------------------------------------------- RNG states (plain types)
 def rng_state() -> dict:
     """Python, numpy and torch RNG states as tensors and plain values (loadable with weights_only)."""

@@ -54,7 +54,7 @@ from reidlab.config import TrainConfig, default_num_workers
 from reidlab.engine import distributed as D
 from reidlab.engine.checkpoint import (  # noqa: F401 - re-exported: the engine's one place for run files
     CHECKPOINT_NAME, CONFIG_NAME, LOG_NAME, METRICS_NAME, CheckpointError, DiskFullError, RunFolderError,
-    atomic_save, atomic_write_text, load_checkpoint, load_model_weights, plain, prepare_run_folder,
+    FolderLock, atomic_save, atomic_write_text, load_checkpoint, load_model_weights, plain, prepare_run_folder,
     rng_state, set_rng_state,
 )
 from reidlab.engine.evaluate import evaluate, resolve_device
@@ -219,6 +219,19 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.is_main = self.dist.is_main
         self.output_dir = Path(cfg.output_dir)
+        # One trainer per run folder: the lock is taken before any work and held until fit() ends.
+        self.lock = FolderLock(self.output_dir, "run folder")
+        if self.is_main:
+            self.lock.acquire()
+        try:
+            self._setup(split, model)
+        except BaseException:
+            self.lock.release()  # a failed start leaves the folder free (a notebook cell can be run again)
+            raise
+
+    def _setup(self, split, model) -> None:
+        """The rest of ``__init__``, under the run folder's lock."""
+        cfg = self.cfg
         if self.is_main:  # before any work: a run folder is never overwritten by accident
             prepare_run_folder(self.output_dir, resume=cfg.resume, overwrite=cfg.overwrite)
         seed_everything(cfg.seed)  # same on all ranks: same initial model
@@ -657,8 +670,17 @@ class Trainer:
 
         Ctrl-C and ``cfg.time_limit`` stop at the next step boundary with a checkpoint; the result's
         ``status`` says so, and ``resume=True`` continues exactly from there."""
+        end = self.cfg.epochs if until_epoch is None else min(self.cfg.epochs, until_epoch)
+        if self.is_main:
+            self.lock.acquire()  # again after an earlier fit() released it
+        try:
+            return self._fit(end)
+        finally:
+            self._run_bar = None
+            self.lock.release()
+
+    def _fit(self, end: int) -> TrainResult:
         cfg = self.cfg
-        end = cfg.epochs if until_epoch is None else min(cfg.epochs, until_epoch)
         status, stopped_at = "completed", None
         if self.pending_row is not None:  # a resumed run whose last epoch was checkpointed but not logged
             self._finish_epoch(self.pending_row)
@@ -682,7 +704,6 @@ class Trainer:
             except _Stop as stop:
                 status, stopped_at = stop.reason, stop.position or stopped_at
                 self._say_stopped(status, stopped_at)
-        self._run_bar = None
         D.barrier()
         self.model.eval()
         history = read_log(self.output_dir) if self.is_main and (self.output_dir / LOG_NAME).exists() else pd.DataFrame()
