@@ -758,6 +758,22 @@ def resolve_run(run: RunSpec, notebook: str | Path, output_dir: str | Path) -> R
     return RunSpec(dict(params, output_dir=str(Path(output_dir) / name)), name)
 
 
+def check_scheduler(address: str, timeout: float = 5.0) -> None:
+    """A ValueError in one line when nothing answers at the Dask scheduler ``address``
+    (``tcp://HOST:PORT``, or ``HOST:PORT``): found in seconds, before a batch writes anything."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname or parts.port is None:
+        raise ValueError(f"--scheduler {address!r}: expected tcp://HOST:PORT (a Dask scheduler's address)")
+    try:
+        socket.create_connection((parts.hostname, parts.port), timeout=timeout).close()
+    except OSError as error:
+        raise ValueError(f"cannot reach a Dask scheduler at {address} ({error.strerror or error}); start one "
+                         "(`dask scheduler`) or leave out --scheduler for the embedded cluster") from None
+
+
 def run_batch(runs: Sequence[RunSpec], output_dir: str | Path, scheduler: str | None = None,
               workers: int | None = None, threads_per_run: int | None = None, timeout: float | None = None,
               notebook: str | Path | None = None, progress: bool = True, out=None) -> BatchResult:
@@ -772,6 +788,8 @@ def run_batch(runs: Sequence[RunSpec], output_dir: str | Path, scheduler: str | 
     if not notebook.exists():
         raise FileNotFoundError(f"train notebook not found: {notebook} (pass --notebook PATH)")
     output_dir = Path(output_dir).resolve()
+    if scheduler:
+        check_scheduler(scheduler)  # before anything is written
     from reidlab.engine.checkpoint import FolderLock
 
     with FolderLock(output_dir, "batch folder"):  # one `reidlab ablate` per batch folder

@@ -86,7 +86,7 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
     errors: list[type[BaseException]] = [ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
                                          PermissionError, IsADirectoryError, CheckpointError, RunFolderError,
-                                         DiskFullError, UnicodeDecodeError, FolderBusyError]
+                                         DiskFullError, UnicodeDecodeError, FolderBusyError, OSError]
     try:
         from reidlab.engine.trainer import DivergenceError, NonFiniteLossError
 
@@ -110,9 +110,25 @@ def main(argv: list[str] | None = None) -> int:
     except user_errors() as error:
         if args.debug:
             raise
-        print(f"reidlab {args.command}: error: {error}", file=sys.stderr)
+        print(f"reidlab {args.command}: error: {one_line(error)}", file=sys.stderr)
         print("(run with --debug for the traceback)", file=sys.stderr)
         return 2
+    except Exception as error:  # noqa: BLE001 - the one-line rule holds by construction: a bug too gets one line
+        if args.debug:
+            raise
+        print(f"reidlab {args.command}: internal error: {type(error).__name__}: {one_line(error)}", file=sys.stderr)
+        print("(a bug in reidlab: run with --debug for the traceback, and report it)", file=sys.stderr)
+        return 1
+
+
+def one_line(error: BaseException) -> str:
+    """An error's message on one line. An error raised in a data-loader worker carries the worker's
+    traceback in its message: its last line is the original error."""
+    text = str(error).strip() or type(error).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "Original Traceback" in text or "Traceback (most recent call last)" in text:
+        return lines[-1]
+    return " ".join(lines)
 
 
 if __name__ == "__main__":

@@ -265,6 +265,20 @@ def test_market_keypoints_joined_by_basename(tmp_path):
         load_market1501(root, keypoint_files=tmp_path / "other.csv")
 
 
+def test_a_keypoint_file_that_misses_a_subset_is_reported_with_counts(tmp_path, caplog):
+    """Issue 19: a keypoint file that matches no image of a subset no longer loads silently: a
+    warning with counts per subset, as for attribute files."""
+    root = make_market_tree(tmp_path / "m")
+    rng = np.random.default_rng(3)
+    write_pose_csv(root / "market-annotation-train.csv",
+                   {n: rng.integers(0, 60, (18, 2)).astype(np.float32) for n in TRAIN[:3]})
+    with caplog.at_level("WARNING"):
+        split = load_market1501(root)
+    message = " ".join(r.getMessage() for r in caplog.records if "covers only" in r.getMessage())
+    assert f"3/{len(split.train)} train images" in message
+    assert f"0/{len(split.query)} query images" in message and f"0/{len(split.gallery)} gallery images" in message
+
+
 # ---------------------------------------------------------------- images
 
 def test_read_image_and_verify_reports_every_bad_file(tmp_path):

@@ -166,6 +166,17 @@ def attach_keypoints(records, poses: dict, image_size=None, annotation_size=MARK
     return out
 
 
+def report_keypoint_coverage(subsets: dict, source: str) -> dict[str, tuple[int, int]]:
+    """``{subset: (images with keypoints, images)}``; a warning naming the counts when a subset is only
+    partly covered (as for attribute files), e.g. "covers only 0/3368 query images"."""
+    coverage = {name: (sum(r.keypoints is not None for r in records), len(records)) for name, records in subsets.items()}
+    partial = {name: counts for name, counts in coverage.items() if counts[0] < counts[1]}
+    if partial:
+        listing = ", ".join(f"{covered}/{total} {name} images" for name, (covered, total) in partial.items())
+        logger.warning("keypoint file %s covers only %s; the other images carry no keypoints", source, listing)
+    return coverage
+
+
 def attach_body_points(records, points: dict, mode: str = "missing", image_size=None, annotation_size=MARKET_FRAME):
     """Fill keypoints from the 14-point file (``{name: (14, 2)}``, see :func:`align_body_points`):
     ``mode="missing"`` only where a record has none (e.g. Market queries, which the
@@ -224,6 +235,7 @@ def load_market_layout(
         if auto_keypoint_prefix else []
     )
     keypoint_paths = _resolve_files(keypoint_files, search_roots, keypoint_names)
+    source = ""
     if keypoint_paths:
         poses: dict[str, np.ndarray] = {}
         for path in keypoint_paths:
@@ -249,7 +261,10 @@ def load_market_layout(
             folder = layout_root / SPLIT_FOLDERS[subset]
             points = align_body_points(read_body_point_mat(found[0]), _folder_image_names(folder), found[0])
             subsets[subset] = attach_body_points(records, points, body_points, keypoint_image_size, keypoint_annotation_size)
+            source = f"{source} + {found[0]}" if keypoint_paths else str(found[0])
         train, query, gallery = subsets["train"], subsets["query"], subsets["gallery"]
+    if keypoint_paths or any(r.keypoints is not None for r in (*train, *query, *gallery)):
+        report_keypoint_coverage({"train": train, "query": query, "gallery": gallery}, source)
     return ReIDSplit(name, relabel(train), query, gallery, spec, str(layout_root))
 
 

@@ -232,9 +232,10 @@ def load_checkpoint(path: str | Path, trust: bool = False) -> dict:
             state = torch.load(path, map_location="cpu", weights_only=False)
         except Exception as inner:  # noqa: BLE001 - any failure of a foreign file is the same user error
             raise CheckpointError(f"{path} is not a readable checkpoint: {inner}") from inner
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 - a text file gives KeyError from the unpickler: any failure is the same
         first = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or another format): {first}") from error
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or another format: "
+                              f"{type(error).__name__}: {first})") from error
     if not isinstance(state, dict) or "cfg" not in state or "model" not in state:
         keys = sorted(state)[:6] if isinstance(state, dict) else type(state).__name__
         raise CheckpointError(f"{path} is not a reidlab training checkpoint (it holds {keys}; expected 'cfg' and 'model')")

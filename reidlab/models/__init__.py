@@ -20,6 +20,8 @@ output feeds which loss and with what weight: the paper's total loss, in one pla
 """
 from __future__ import annotations
 
+import re
+
 from contextlib import contextmanager
 from typing import Callable, Iterator
 
@@ -62,9 +64,43 @@ def list_models() -> list[str]:
     return sorted(_REGISTRY)
 
 
+class UnknownNameError(KeyError, ValueError):
+    """A model, preset or option name that does not exist: a lookup (KeyError) and bad input
+    (ValueError, which the command line reports in one line)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+def model_options(name: str) -> list[str]:
+    """The keyword options the builder of model ``name`` takes (its ``model_cfg`` keys)."""
+    import inspect
+
+    _load_builtin_models()
+    builder = _REGISTRY[name]
+    target = builder.__init__ if inspect.isclass(builder) else builder
+    params = inspect.signature(target).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params) and inspect.isfunction(builder):
+        # a builder that forwards **cfg to the class it returns: list that class's options too
+        returned = builder.__annotations__.get("return")
+        forwarded = builder.__globals__.get(returned) if isinstance(returned, str) else returned
+        if inspect.isclass(forwarded):
+            params = [*params, *inspect.signature(forwarded.__init__).parameters.values()]
+    return sorted({p.name for p in params if p.name not in ("self", "cfg", "kwargs") and p.kind is not p.VAR_KEYWORD
+                   and p.kind is not p.VAR_POSITIONAL})
+
+
 def build_model(name: str, **cfg) -> nn.Module:
-    """Build a registered model by name; ``cfg`` goes to its builder as keyword arguments."""
+    """Build a registered model by name; ``cfg`` goes to its builder as keyword arguments.
+    An unknown name or option is an :class:`UnknownNameError` listing what exists."""
     _load_builtin_models()
     if name not in _REGISTRY:
-        raise KeyError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[name](**cfg)
+        raise UnknownNameError(f"unknown model {name!r}; known models: {', '.join(sorted(_REGISTRY))}")
+    try:
+        return _REGISTRY[name](**cfg)
+    except TypeError as error:
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+        if unknown is None:
+            raise
+        raise UnknownNameError(f"model {name!r} has no option {unknown.group(1)!r} (a model_cfg key); its options: "
+                               f"{', '.join(model_options(name))}") from None

@@ -50,7 +50,10 @@ def _load_builtin_presets() -> None:
 def get_preset(name: str) -> Preset:
     _load_builtin_presets()
     if name not in _PRESETS:
-        raise KeyError(f"unknown preset {name!r}; see reidlab.presets.list_presets()")
+        from reidlab.models import UnknownNameError
+
+        raise UnknownNameError(f"unknown preset {name!r}; `reidlab train --list-presets` or "
+                               "reidlab.presets.list_presets() lists them")
     return _PRESETS[name]
 
 
