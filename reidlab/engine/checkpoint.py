@@ -217,6 +217,11 @@ def load_checkpoint(path: str | Path, trust: bool = False) -> dict:
         raise CheckpointError(f"checkpoint not found: {path}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint (a write that never finished?)")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save's zip format, or a (legacy) pickle
+        raise CheckpointError(f"{path} is not a checkpoint: neither torch's zip format nor a pickle "
+                              f"(it starts with {head!r})")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:

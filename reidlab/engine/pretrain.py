@@ -115,10 +115,8 @@ def pretrain_backbone(settings: PretrainSettings | None = None, output: str | Pa
     root = Path(data_root) if data_root is not None else _data_dir() / f"synthetic-pretrain-{settings.num_ids}ids-seed{settings.seed}"
     run = Path(run_dir) if run_dir is not None else Path("runs") / "pretrain" / settings.key()
     start = time.perf_counter()
-    split = load_synthetic(root, num_ids=settings.num_ids, images_per_id=settings.images_per_id,
-                           height=settings.height, width=settings.width, seed=settings.seed)
     resume = (run / CHECKPOINT_NAME).exists() and not force
-    cfg = TrainConfig(
+    cfg = TrainConfig(  # built (and so checked) before the corpus is generated: a bad option costs nothing
         dataset="synthetic", data_root=str(root), height=settings.height, width=settings.width,
         model="bnneck", model_cfg={"depth": settings.depth, "pretrained": False, "last_stride": 1},
         epochs=settings.epochs, max_steps_per_epoch=settings.max_steps_per_epoch, batch_p=settings.batch_p,
@@ -126,6 +124,8 @@ def pretrain_backbone(settings: PretrainSettings | None = None, output: str | Pa
         output_dir=str(run), resume=resume, overwrite=force and (run / CHECKPOINT_NAME).exists(),
         eval_every=0 if settings.evaluate else -1, time_limit=time_limit, device=device, num_workers=num_workers, progress=progress,
     )
+    split = load_synthetic(root, num_ids=settings.num_ids, images_per_id=settings.images_per_id,
+                           height=settings.height, width=settings.width, seed=settings.seed)
     print(f"pretraining ResNet-{settings.depth} on {split!r}: {settings.epochs} epochs -> {output}"
           + (f" (resuming {run})" if resume else ""))
     result = Trainer(cfg, split=split).fit()
