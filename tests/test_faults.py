@@ -189,6 +189,21 @@ def test_time_limit_stops_mid_epoch_and_resume_is_exact(tmp_path, synthetic_spli
     assert read_log(run)["loss"].tolist() == read_log(tmp_path / "straight")["loss"].tolist()
 
 
+def test_a_stop_says_where_how_to_resume_and_how_to_get_metrics(tmp_path, synthetic_split, capsys):
+    """Issue 19: the stop message gives the position in the whole run, the resume command and the
+    evaluate command; --time-limit bounds one invocation and is not stored for the next --resume."""
+    run = tmp_path / "limited"
+    trainer = Trainer(tiny_cfg(run, time_limit=1e-9, epochs=2, max_steps_per_epoch=3), split=synthetic_split,
+                      model=TinyReID(synthetic_split.num_train_pids))
+    trainer.fit()
+    out = capsys.readouterr().out
+    assert "stopped after 1 of 6 steps (epoch 1, step 1)" in out
+    assert f"continue with: reidlab train --output-dir {run} --resume" in out
+    assert f"reidlab evaluate --checkpoint {run}" in out
+    saved = json.loads((run / "config.json").read_text())
+    assert "time_limit" not in saved and "resume" not in saved and saved["epochs"] == 2
+
+
 def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, synthetic_split, monkeypatch, capsys):
     cfg = dict(epochs=1, max_steps_per_epoch=3)
     straight = _run_straight(tmp_path, synthetic_split, **cfg)

@@ -48,12 +48,47 @@ def test_pretrain_is_cached_and_refuses_other_settings(tmp_path, monkeypatch):
                           run_dir=tmp_path / "run2", device="cpu", num_workers=0, progress=False)
 
 
-def test_a_stopped_pretraining_continues(tmp_path):
-    with pytest.raises(TimeoutError, match="call again"):
-        _pretrain(tmp_path, time_limit=1e-9)
+def test_a_stopped_pretraining_continues(tmp_path, capsys):
+    with pytest.raises(TimeoutError, match="reidlab pretrain --epochs 2 to continue"):
+        _pretrain(tmp_path, time_limit=1e-9, resume_command="reidlab pretrain --epochs 2")
+    out = capsys.readouterr().out
+    assert "continue with: reidlab pretrain --epochs 2" in out and "reidlab train" not in out  # its own command
     assert not (tmp_path / "w" / "resnet18-synthetic.pth").exists()  # no weights from a half-trained run
     path = _pretrain(tmp_path)
     assert path.exists()
+
+
+def test_a_stopped_pretraining_can_export_its_partial_backbone_and_says_what_changed(tmp_path, capsys):
+    """Issue 19: --export-partial writes the backbone so far, marked partial, under a name that
+    pretrained="synthetic" never finds; a resume with other options names each change."""
+    with pytest.raises(TimeoutError):
+        _pretrain(tmp_path, time_limit=1e-9, export_partial=True)
+    partial = tmp_path / "w" / "resnet18-synthetic.partial.pth"
+    meta = json.loads(partial.with_suffix(".json").read_text())
+    assert meta["partial"] is True and (meta["stopped_before_epoch"], meta["steps_done_in_that_epoch"]) == (1, 1)
+    assert "conv1.weight" in torch.load(partial, weights_only=True)
+    assert not (tmp_path / "w" / "resnet18-synthetic.pth").exists()
+    capsys.readouterr()
+    pretrain_backbone(PretrainSettings(**{**TINY.__dict__, "epochs": 1}), output=tmp_path / "w" / "resnet18-synthetic.pth",
+                      data_root=tmp_path / "corpus", run_dir=tmp_path / "run", device="cpu", num_workers=0,
+                      progress=False)
+    out = capsys.readouterr().out
+    assert "resume: epochs=1 (was 2)" in out
+
+
+def test_the_corpus_counts_agree_and_say_why_they_differ(tmp_path, capsys):
+    """Issue 19: images generated vs checked (18,126 vs 18,064 was seen): the difference is the
+    junk images (pid -1) that the generator draws and every loader leaves out; both counts are said."""
+    from reidlab.data.synthetic import load_synthetic, read_marker
+
+    _pretrain(tmp_path)
+    out = capsys.readouterr().out
+    written = sum(read_marker(tmp_path / "corpus")["counts"].values())
+    split = load_synthetic(tmp_path / "corpus", generate_if_missing=False)
+    used = len(split.train) + len(split.query) + len(split.gallery)
+    junk = len(list((tmp_path / "corpus").glob("*/-1_*.jpg")))
+    assert written - used == junk
+    assert f"corpus: {written:,} images generated; {used:,} used" in out and f"other {junk:,} are junk" in out
 
 
 def test_synthetic_weights_missing_say_how_to_make_them(tmp_path, monkeypatch):

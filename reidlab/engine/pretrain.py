@@ -87,7 +87,8 @@ def to_torchvision_names(backbone_state: dict) -> dict:
 def pretrain_backbone(settings: PretrainSettings | None = None, output: str | Path | None = None,
                       data_root: str | Path | None = None, run_dir: str | Path | None = None,
                       time_limit: float | None = None, device: str = "auto", num_workers: int | None = None,
-                      progress: bool = True, force: bool = False) -> Path:
+                      progress: bool = True, force: bool = False, export_partial: bool = False,
+                      resume_command: str = "pretrain_backbone() with the same arguments") -> Path:
     """Train (or reuse) the synthetic-pretrained backbone; returns the weight file's path.
 
     Cached: when ``output`` exists and its ``.json`` records the same settings it is returned at
@@ -124,14 +125,21 @@ def pretrain_backbone(settings: PretrainSettings | None = None, output: str | Pa
         output_dir=str(run), resume=resume, overwrite=force and (run / CHECKPOINT_NAME).exists(),
         eval_every=0 if settings.evaluate else -1, time_limit=time_limit, device=device, num_workers=num_workers, progress=progress,
     )
+    if resume:
+        _say_changed_settings(run, cfg)
     split = load_synthetic(root, num_ids=settings.num_ids, images_per_id=settings.images_per_id,
                            height=settings.height, width=settings.width, seed=settings.seed)
     print(f"pretraining ResNet-{settings.depth} on {split!r}: {settings.epochs} epochs -> {output}"
           + (f" (resuming {run})" if resume else ""))
-    result = Trainer(cfg, split=split).fit()
+    _say_corpus(root, split)
+    trainer = Trainer(cfg, split=split)
+    trainer.resume_command = resume_command
+    result = trainer.fit()
     if not result.completed:
+        if export_partial:
+            _export_partial(result, output, settings, run)
         raise TimeoutError(f"pretraining stopped ({result.status}) at epoch {result.stopped_at[0]}, step "
-                           f"{result.stopped_at[1]}; call again (or `reidlab pretrain` again) to continue from {run}")
+                           f"{result.stopped_at[1]}; run {resume_command} to continue from {run}")
     backbone = to_torchvision_names(result.model.backbone.state_dict())
     atomic_save(backbone, output)
     metrics = {k: float(result.metrics[k]) for k in ("rank1", "mAP") if result.metrics and k in result.metrics}
@@ -143,6 +151,44 @@ def pretrain_backbone(settings: PretrainSettings | None = None, output: str | Pa
           + ("; on its own corpus's test half: " + ", ".join(f"{k} {100 * v:.1f}%" for k, v in metrics.items())
              if metrics else "; not evaluated") + ")")
     return output
+
+
+def _say_changed_settings(run: Path, cfg) -> None:
+    """On a resume, one line per setting that differs from the stopped run's (``epochs=1 (was 6)``)."""
+    saved_path = run / "config.json"
+    if not saved_path.exists():
+        return
+    saved = json.loads(saved_path.read_text())
+    for key, value in cfg.to_dict().items():
+        if key in saved and saved[key] != value and key not in ("resume", "overwrite", "time_limit", "progress"):
+            print(f"resume: {key}={value!r} (was {saved[key]!r})")
+
+
+def _say_corpus(root: Path, split) -> None:
+    """The corpus's count of images written and used; they differ by the junk images (pid -1), which
+    the generator draws as Market-1501 has them and every loader leaves out."""
+    from reidlab.data.synthetic import read_marker
+
+    meta = read_marker(root) or {}
+    written = sum((meta.get("counts") or {}).values())
+    used = len(split.train) + len(split.query) + len(split.gallery)
+    if written:
+        print(f"corpus: {written:,} images generated; {used:,} used (train, query, gallery), the other "
+              f"{written - used:,} are junk images (pid -1), left out as in Market-1501")
+
+
+def _export_partial(result, output: Path, settings: PretrainSettings, run: Path) -> Path:
+    """The backbone of a stopped pretraining, beside the final file's name (``*.partial.pth``), with a JSON
+    that says it is partial and after how many steps; never found by ``pretrained="synthetic"``."""
+    partial = output.with_name(output.stem + ".partial.pth")
+    atomic_save(to_torchvision_names(result.model.backbone.state_dict()), partial)
+    epoch, step = result.stopped_at
+    atomic_write_text(json.dumps({"settings": dataclasses.asdict(settings), "partial": True,
+                                  "stopped_before_epoch": epoch, "steps_done_in_that_epoch": step, "run": str(run)},
+                                 indent=2), partial.with_suffix(".json"))
+    print(f"partial backbone (stopped at epoch {epoch}, step {step}; not the finished pretraining) written to {partial}; "
+          "use it with pretrained=PATH")
+    return partial
 
 
 def add_pretrain_command(sub) -> None:
@@ -164,14 +210,22 @@ def add_pretrain_command(sub) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--num-workers", type=int, default=None)
     p.add_argument("--force", action="store_true", help="train again even when the file exists")
+    p.add_argument("--export-partial", action="store_true",
+                   help="when stopped (--time-limit, Ctrl-C), also write the backbone so far as *.partial.pth, "
+                   "marked partial in its JSON")
     p.set_defaults(func=_cmd_pretrain)
 
 
 def _cmd_pretrain(args) -> int:
     settings = PretrainSettings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(PretrainSettings)})
     try:
+        import shlex
+        import sys
+
         pretrain_backbone(settings, output=args.output, data_root=args.data_root, run_dir=args.run_dir,
-                          time_limit=args.time_limit, device=args.device, num_workers=args.num_workers, force=args.force)
+                          time_limit=args.time_limit, device=args.device, num_workers=args.num_workers, force=args.force,
+                          export_partial=args.export_partial,
+                          resume_command=shlex.join(["reidlab", *[a for a in sys.argv[1:] if a != "--force"]]))
     except TimeoutError as stopped:
         print(stopped)
         return 0

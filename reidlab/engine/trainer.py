@@ -73,6 +73,11 @@ class DivergenceError(FloatingPointError):
     """The loss grew past ``divergence_factor`` x its first steps' mean: the run is diverging (lr too high?)."""
 
 
+# TrainConfig fields that belong to one invocation (`--time-limit 30` bounds this call, not the next
+# `--resume`): left out of config.json.
+INVOCATION_FIELDS = ("time_limit", "resume", "overwrite")
+
+
 class _Stop(Exception):
     """Internal: leave the epoch loop at a step boundary (time limit or Ctrl-C); a checkpoint was written."""
 
@@ -219,6 +224,8 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.is_main = self.dist.is_main
         self.output_dir = Path(cfg.output_dir)
+        # What a stop message tells the user to run to continue (reidlab pretrain sets its own).
+        self.resume_command = f"reidlab train --output-dir {self.output_dir} --resume"
         # One trainer per run folder: the lock is taken before any work and held until fit() ends.
         self.lock = FolderLock(self.output_dir, "run folder")
         if self.is_main:
@@ -288,8 +295,9 @@ class Trainer:
             seed_everything(cfg.seed + 7919 * self.dist.rank)
         if cfg.resume:
             self._resume()
-        if self.is_main:
-            atomic_write_text(json.dumps(cfg.to_dict(), indent=2), self.output_dir / CONFIG_NAME)
+        if self.is_main:  # what the run is, for --resume: not how this one invocation is bounded
+            saved = {k: v for k, v in cfg.to_dict().items() if k not in INVOCATION_FIELDS}
+            atomic_write_text(json.dumps(saved, indent=2), self.output_dir / CONFIG_NAME)
 
     # --- construction
     def _check_images(self, split):
@@ -596,7 +604,7 @@ class Trainer:
             bar.update(1)
             if (step + 1) % max(1, cfg.log_every) == 0 or step + 1 == steps:
                 rate = images * self.dist.world_size / (seconds_before + time.perf_counter() - start)
-                bar.set_postfix(loss=f"{sums['loss'] / (step + 1):.3f}", img_s=f"{rate:.0f}")
+                bar.set_postfix(loss=f"{sums['loss'] / (step + 1):.3f}", img_s=f"{rate:.1f}")
             self._maybe_estimate(epoch, step, steps)
             reason = stops.poll() if stops is not None else None
             if reason and step + 1 < steps:
@@ -714,8 +722,13 @@ class Trainer:
         if not self.is_main:
             return
         why = "time limit reached" if reason == "time_limit" else "interrupted (Ctrl-C)"
-        print(f"{why}: stopped before epoch {position[0]}, step {position[1]}; checkpoint {self.checkpoint_path}\n"
-              f"continue with: reidlab train --output-dir {self.output_dir} --resume", flush=True)
+        epoch, step = position  # the next step to run: epoch counted from 1, step from 0
+        steps = self.steps_per_epoch()
+        done, total = (epoch - 1) * steps + step, self.cfg.epochs * steps
+        print(f"{why}: stopped after {done:,} of {total:,} steps (epoch {epoch}, step {step}); "
+              f"checkpoint {self.checkpoint_path}\n"
+              f"continue with: {self.resume_command}\n"
+              f"metrics of what was trained so far: reidlab evaluate --checkpoint {self.output_dir}", flush=True)
 
 
 def train(cfg: TrainConfig | dict, split=None, model: nn.Module | None = None) -> TrainResult:
