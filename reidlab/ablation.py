@@ -1106,7 +1106,7 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"named sets ({', '.join(NAMED_SETS)}) and/or YAML files of parameter sets")
     parser.add_argument("--list", action="store_true", help="list the named sets and exit")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 per parameter set (default: 1)")
-    parser.add_argument("--first-seed", type=int, default=0, help="first seed (default: 0)")
+    parser.add_argument("--first-seed", type=int, default=0, help="the seed of the first run of each parameter set; the others follow (default: 0)")
     parser.add_argument("--output-dir", help="batch folder (default: runs/ablation/<set names>)")
     shared = parser.add_argument_group("shared overrides (every run; default: the train notebook's)")
     for name in SHARED_OVERRIDES:
@@ -1119,9 +1119,9 @@ def add_ablate_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--scheduler", help="address of an existing Dask scheduler, tcp://HOST:PORT (default: an embedded local cluster)")
     run.add_argument("--workers", type=int, help="local cluster: concurrent runs (default: cores // threads per run, or one per GPU)")
     run.add_argument("--threads-per-run", type=int, help="torch threads per run (default: min(4, cores))")
-    run.add_argument("--timeout", type=float, help="seconds per run before it is stopped and recorded as failed")
+    run.add_argument("--timeout", type=float, help="seconds per run before it is stopped and recorded as failed (default: none)")
     run.add_argument("--notebook", default=str(DEFAULT_NOTEBOOK), help="the train notebook (default: %(default)s)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar over the batch's runs (for logs and CI)")
     parser.add_argument("--export-records", metavar="DEST",
                         help="copy the batch's records (results, configs, logs; no checkpoints) from --output-dir "
                              "to DEST with relative paths, and exit (to share a batch or ship it with a notebook)")

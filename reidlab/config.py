@@ -98,29 +98,43 @@ def _check_value_type(name: str, tp, value):
     return value
 
 
+def field_comments(cls) -> dict[str, str]:
+    """The comment after each field of dataclass ``cls`` in its source: the help text of the option
+    that sets it (``reidlab train --help``), so a field and its description live on one line."""
+    import inspect
+    import re
+
+    comments = {}
+    for line in inspect.getsource(cls).splitlines():
+        match = re.match(r"\s+(\w+): [^=]+=.*?  # (.+)$", line)
+        if match:
+            comments[match.group(1)] = match.group(2).strip()
+    return comments
+
+
 @dataclass
 class TrainConfig:
     # --- data
     dataset: str = "synthetic"  # a name reidlab.data.load_dataset knows
     data_root: str | None = None  # None: the dataset's default place (synthetic: data/synthetic)
-    height: int = 256  # input size (MSRA Sec. 4.2: 256x128; MBGN does not state it, the common choice)
-    width: int = 128
+    height: int = 256  # input height in pixels (MSRA Sec. 4.2: 256x128; MBGN does not state it, the common choice)
+    width: int = 128  # input width in pixels
     transform_opts: dict = field(default_factory=dict)  # to reidlab.data.transforms.build_transforms
     # --- model
-    model: str = "bnneck"
+    model: str = "bnneck"  # a registered model name (reidlab.models.list_models())
     model_cfg: dict = field(default_factory=dict)  # to the model's builder (depth, last_stride, ...)
     preset: str | None = None  # a reidlab.presets name: fills model, model_cfg and train settings
     margin: float | None = None  # None: the model's own triplet margin (MBGN: 1.2)
     triplet_weight: float | None = None  # None: the model's own lambda (MBGN Eq. 8: 2)
     # --- batches: P identities x K images (MBGN Sec. 4.2)
     epochs: int = 120  # MBGN states no total; 120 is the usual BoT-style length
-    batch_p: int = 16
-    batch_k: int = 4
+    batch_p: int = 16  # P: identities per batch
+    batch_k: int = 4  # K: images per identity in a batch
     # --- optimiser (MBGN Sec. 4.2)
-    optimizer: str = "adam"
-    lr: float = 2e-4
+    optimizer: str = "adam"  # "adam" | "sgd"
+    lr: float = 2e-4  # base learning rate (MBGN: Adam 2e-4)
     weight_decay: float = 5e-4  # not stated by MBGN; the BoT value
-    betas: tuple[float, float] = (0.9, 0.999)
+    betas: tuple[float, float] = (0.9, 0.999)  # Adam's beta1 beta2
     momentum: float = 0.9  # SGD only
     lr_mult: dict = field(default_factory=dict)  # parameter-name prefix -> lr multiplier, e.g. {"attention.": 10}
     # --- learning-rate schedule, per epoch
@@ -129,7 +143,7 @@ class TrainConfig:
     decay: float = 0.98  # ... then multiplied by this every epoch
     warmup_epochs: int = 0  # linear warm-up (any schedule)
     step_epochs: tuple[int, ...] = ()  # step: epochs at which lr *= step_gamma (MSRA: the last part at 0.001)
-    step_gamma: float = 0.1
+    step_gamma: float = 0.1  # step: the factor applied at each of step_epochs
     # --- speed
     amp: str = "auto"  # "auto": bf16 where the device runs it natively (CUDA, CPUs with avx512_bf16/amx), fp16 + scaler on older GPUs
     channels_last: bool = True  # CUDA; on CPU only under native bf16, where it measured faster (engine/precision.py)
@@ -139,12 +153,12 @@ class TrainConfig:
     # --- evaluation
     eval_every: int = 10  # evaluate every N epochs and after the last one; 0: only after the last
     flip_eval: bool = False  # average the features of an image and its mirror
-    eval_batch_size: int = 128
+    eval_batch_size: int = 128  # images per batch when extracting features
     metric: str = "euclidean"  # "euclidean" | "cosine"
     protocol: str = "market"  # "market" (CMC/mAP/mINP) | "cuhk03" (adds the single-gallery-shot CMC)
     # --- run
-    seed: int = 0
-    output_dir: str = "runs/default"
+    seed: int = 0  # seeds the model's initialisation, the sampler and every augmentation
+    output_dir: str = "runs/default"  # the run folder: config.json, checkpoint.pt, log.jsonl, metrics.json
     resume: bool = False  # continue from output_dir/checkpoint.pt
     overwrite: bool = False  # replace the run already in output_dir (its own files only)
     time_limit: float | None = None  # minutes: stop cleanly at a step boundary with a resumable checkpoint

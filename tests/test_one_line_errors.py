@@ -129,3 +129,24 @@ def test_a_bug_is_one_line_too(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
     code, _, err = run(["train", "--output-dir", tmp_path / "run"], capsys)
     assert_one_line(code, err, "internal error: RuntimeError: something internal with a second line", exit_code=1)
+
+
+@pytest.mark.parametrize("command", ["train", "pretrain", "ablate", "evaluate"])
+def test_every_option_is_described_with_one_default(command):
+    """Issue 19: `--help` says more than an option's name, lists choices where there are some,
+    and shows one default (never "(default: ...) (default: None)")."""
+    from reidlab.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if getattr(a, "choices", None) and command in a.choices)
+    sub = subparsers.choices[command]
+    for action in sub._actions:
+        if not action.option_strings or action.dest in ("help",):
+            continue
+        text = action.help or ""
+        name_words = set(action.dest.replace("_", " ").split())
+        assert len(set(text.lower().replace("(", " ").split()) - name_words - {"default:"}) >= 2, (command, action.dest, text)
+        assert text.count("(default:") <= 1 and "default: None" not in text, (command, action.dest, text)
+    amp = next((a for a in sub._actions if a.dest == "amp"), None)
+    if amp is not None:
+        assert set(amp.choices) >= {"auto", "bf16", "off"}

@@ -42,13 +42,25 @@ _HELP = {
     "time_limit": "minutes: stop at a step boundary with a checkpoint that --resume continues exactly",
     "skip_bad_images": "leave unreadable images out (listed) instead of stopping before the first epoch",
     "allow_missing": "let a keypoint/attribute model run on images that lack them (ablations)",
-    "num_workers": "data-loader processes (default: the CPUs this process may use, at most 8)",
+    "num_workers": "data-loader processes",
     "protocol": "evaluation protocol: market (CMC/mAP/mINP) or cuhk03 (single-gallery-shot CMC)",
     "check_finite": "stop at the first step whose loss, gradients or weights are NaN/inf",
     "divergence_factor": "stop when the loss exceeds this x the first step's loss (lr far too high)",
-    "amp": "mixed precision: auto (bf16 where the device gains from it, fp16 + scaler on older GPUs), bf16, fp16, off",
+    "amp": "precision: auto (bf16 where the device runs it natively: CUDA, CPUs with avx512_bf16/amx_bf16; fp16 + "
+           "scaler on older GPUs; fp32 elsewhere and under reidlab.pin), bf16, fp16 (CUDA), off (fp32); the start "
+           "line and log.jsonl say which ran",
     "schedule": "lr schedule: mbgn (constant then x decay per epoch), cosine, step, constant",
     "max_steps_per_epoch": "cap on steps per epoch (quick runs)",
+    "margin": "triplet-loss margin (MBGN: 1.2)",
+    "triplet_weight": "weight of the triplet loss against the ID loss (MBGN Eq. 8: 2)",
+    "epochs": "training epochs (MBGN states no total; 120 is the usual BoT-style length)",
+    "weight_decay": "weight decay (not stated by MBGN; the BoT value)",
+    "momentum": "SGD's momentum (unused by Adam)",
+    "optimizer": "optimiser: adam (MBGN, MSRA) or sgd",
+    "constant_epochs": "mbgn schedule: epochs at the base lr before the per-epoch decay starts",
+    "decay": "mbgn schedule: lr factor per epoch after the constant epochs",
+    "transform_opts": "JSON dict of augmentation options for reidlab.data.transforms.build_transforms, e.g. "
+                      "'{\"erasing_prob\": 0}'",
     "eval_every": "evaluate every N epochs and after the last (0: only after the last, -1: never)",
 }
 
@@ -70,6 +82,25 @@ def _option_type(tp):
     return {"type": str}
 
 
+# Options whose values are a fixed set: argparse lists and checks them.
+CHOICES = {"amp": ("auto", "bf16", "fp16", "off"), "schedule": ("mbgn", "cosine", "step", "constant"),
+           "optimizer": ("adam", "sgd"), "metric": ("euclidean", "cosine"), "protocol": ("market", "cuhk03")}
+# What "unset" means for options whose dataclass default is None.
+NONE_DEFAULTS = {"data_root": "the dataset's own place (synthetic: data/synthetic)", "preset": "none",
+                 "margin": "the model's own", "triplet_weight": "the model's own", "num_workers": "the CPUs, at most 8",
+                 "time_limit": "none", "divergence_factor": "never", "max_steps_per_epoch": "whole epochs"}
+
+
+def option_help(name: str, default) -> str:
+    """One option's help: what it does (``_HELP``, else the field's comment in config.py) and one default."""
+    from reidlab.config import field_comments
+
+    text = _HELP.get(name) or field_comments(TrainConfig).get(name) or name.replace("_", " ")
+    shown = NONE_DEFAULTS.get(name, "none") if default is None else \
+        (json.dumps(default) if isinstance(default, (dict, list, tuple)) else default)
+    return f"{text} (default: {shown})"
+
+
 def add_train_config_options(parser: argparse.ArgumentParser) -> None:
     hints = typing.get_type_hints(TrainConfig)
     defaults = TrainConfig().to_dict()
@@ -77,7 +108,9 @@ def add_train_config_options(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         kwargs = _option_type(hints[f.name])
         kwargs["default"] = None  # unset: the config file, preset or dataclass default applies
-        kwargs["help"] = f"{_HELP.get(f.name, f.name.replace('_', ' '))} (default: {defaults[f.name]})"
+        if f.name in CHOICES:
+            kwargs["choices"] = CHOICES[f.name]
+        kwargs["help"] = option_help(f.name, defaults[f.name])
         flags = ["--" + f.name.replace("_", "-")] + (["--root"] if f.name == "data_root" else [])
         group.add_argument(*flags, dest=f.name, **kwargs)
     parser.add_argument("--config", help="JSON file with TrainConfig fields")
@@ -293,20 +326,21 @@ def add_commands(sub) -> None:
     p.add_argument("--dataset", default=None, help="dataset name (default: the one trained on)")
     p.add_argument("--data-root", "--root", dest="data_root", default=None,
                    help="dataset folder (default: the one trained on; never generated into)")
-    p.add_argument("--height", type=int, default=None)
-    p.add_argument("--width", type=int, default=None)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--height", type=int, default=None, help="input height in pixels (default: the one trained at)")
+    p.add_argument("--width", type=int, default=None, help="input width in pixels (default: the one trained at)")
+    p.add_argument("--batch-size", type=int, default=128, help="images per batch when extracting features (default: 128)")
     p.add_argument("--flip", action="store_true", help="average features with the mirrored image's")
-    p.add_argument("--metric", default="euclidean", choices=("euclidean", "cosine"))
+    p.add_argument("--metric", default="euclidean", choices=("euclidean", "cosine"),
+                   help="distance between query and gallery features (default: euclidean)")
     p.add_argument("--protocol", default="market", choices=("market", "cuhk03"),
                    help="market: CMC/mAP/mINP; cuhk03: the single-gallery-shot CMC (mAP on the full gallery)")
     p.add_argument("--trust-checkpoint", action="store_true",
                    help="allow a checkpoint that needs full unpickling (older reidlab files): it can run code")
     p.add_argument("--allow-missing", action="store_true",
                    help="evaluate a keypoint/attribute model on images that lack them")
-    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--num-workers", type=int, default=2)
+    p.add_argument("--rerank", action="store_true", help="k-reciprocal re-ranking (k1 = 20, k2 = 6, lambda = 0.3)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 (default: auto)")
+    p.add_argument("--num-workers", type=int, default=2, help="data-loader processes (default: 2)")
     p.add_argument("--output", default=None, help="also write the metrics to this JSON file")
     p.set_defaults(func=_cmd_evaluate)
 

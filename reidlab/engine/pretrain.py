@@ -47,18 +47,18 @@ log = logging.getLogger(__name__)
 class PretrainSettings:
     """What :func:`pretrain_backbone` trains; the defaults fit about 25 minutes of this 2-core CPU."""
 
-    depth: int = 18
-    height: int = 128
-    width: int = 64
+    depth: int = 18  # ResNet depth (18, 34, 50, ...)
+    height: int = 128  # image height of the corpus and the training, in pixels
+    width: int = 64  # image width in pixels
     num_ids: int = 2000  # identities in the corpus (about half train the backbone)
-    images_per_id: int = 9
+    images_per_id: int = 9  # images drawn per identity
     seed: int = 1000  # the corpus's seed: independent of the evaluation data's (0)
-    epochs: int = 6
-    max_steps_per_epoch: int | None = None
-    batch_p: int = 16
-    batch_k: int = 4
-    lr: float = 3.5e-4
-    amp: str = "auto"
+    epochs: int = 6  # training epochs over the corpus's training half
+    max_steps_per_epoch: int | None = None  # cap on steps per epoch (none: whole epochs)
+    batch_p: int = 16  # P: identities per batch
+    batch_k: int = 4  # K: images per identity in a batch
+    lr: float = 3.5e-4  # Adam's learning rate (cosine schedule)
+    amp: str = "auto"  # precision: auto (bf16 where native, else fp32), bf16, off
     evaluate: bool = True  # rank-1 / mAP on the corpus's test half after training (False: skip it)
 
     def key(self) -> str:
@@ -195,20 +195,27 @@ def add_pretrain_command(sub) -> None:
     """``reidlab pretrain``: the synthetic-pretrained backbone (see this module)."""
     defaults = PretrainSettings()
     p = sub.add_parser("pretrain", help="pretrain a ResNet backbone on a large synthetic corpus (stands in for ImageNet)")
+    from reidlab.config import field_comments
+
+    comments = field_comments(PretrainSettings)
     for f in dataclasses.fields(PretrainSettings):
         if f.type in (bool, "bool"):
             p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, action=argparse.BooleanOptionalAction,
                            default=getattr(defaults, f.name), help="evaluate the backbone on the corpus's test half "
                            "after training (default: yes)")
             continue
-        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=type(getattr(defaults, f.name)) if getattr(defaults, f.name) is not None else int,
-                       default=getattr(defaults, f.name), help=f"(default: {getattr(defaults, f.name)})")
+        default = getattr(defaults, f.name)
+        p.add_argument("--" + f.name.replace("_", "-"), dest=f.name, type=type(default) if default is not None else int,
+                       default=default, help=f"{comments[f.name]} (default: {'none' if default is None else default})",
+                       **({"choices": ("auto", "bf16", "off")} if f.name == "amp" else {}))
     p.add_argument("--output", default=None, help="weight file (default: data/pretrained/resnet{depth}-synthetic.pth)")
     p.add_argument("--data-root", default=None, help="where the corpus is generated (default: data/synthetic-pretrain-...)")
     p.add_argument("--run-dir", default=None, help="the training run's folder (default: runs/pretrain/...)")
-    p.add_argument("--time-limit", type=float, default=None, help="minutes; call again to continue")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--num-workers", type=int, default=None)
+    p.add_argument("--time-limit", type=float, default=None,
+                   help="minutes: stop at a step boundary with a checkpoint; the same command continues (default: none)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:1 (default: auto)")
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="data-loader processes (default: the CPUs this process may use, at most 8)")
     p.add_argument("--force", action="store_true", help="train again even when the file exists")
     p.add_argument("--export-partial", action="store_true",
                    help="when stopped (--time-limit, Ctrl-C), also write the backbone so far as *.partial.pth, "
