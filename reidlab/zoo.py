@@ -172,7 +172,7 @@ def _entry(name: str) -> ZooEntry:
     return ZOO[name]
 
 
-_RUN_FLAGS = ("resume", "overwrite", "progress")
+_RUN_FLAGS = ("resume", "overwrite", "progress", "time_limit", "precision_used")
 
 
 def _settings(values: dict) -> dict:

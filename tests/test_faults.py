@@ -202,6 +202,26 @@ def test_a_stop_says_where_how_to_resume_and_how_to_get_metrics(tmp_path, synthe
     assert f"reidlab evaluate --checkpoint {run}" in out
     saved = json.loads((run / "config.json").read_text())
     assert "time_limit" not in saved and "resume" not in saved and saved["epochs"] == 2
+    assert saved["precision_used"] in ("fp32", "bf16") or saved["precision_used"].startswith("auto: ")
+
+
+def test_the_precision_used_is_in_the_start_line_config_and_log(tmp_path, synthetic_root, capsys, monkeypatch):
+    """Issue 19: `auto` says what it resolved to and why, in the start line, config.json and log.jsonl."""
+    import reidlab.engine.precision as precision
+
+    monkeypatch.delenv("REIDLAB_PINNED", raising=False)
+    monkeypatch.setattr(precision, "cpu_bf16_support", lambda: "emulated")
+    run = tmp_path / "run"
+    code, out, _ = cli(["train", "--model", "bnneck", "--model-cfg", '{"depth": 18, "pretrained": false}',
+                        "--dataset", "synthetic", "--data-root", synthetic_root, "--epochs", "1",
+                        "--max-steps-per-epoch", "1", "--batch-p", "4", "--batch-k", "2", "--height", "64",
+                        "--width", "32", "--num-workers", "0", "--output-dir", run, "--amp", "auto"], capsys)
+    said = "auto: fp32, this CPU has no native bf16"
+    assert code == 0 and f"precision {said}" in out
+    assert json.loads((run / "config.json").read_text())["precision_used"] == said
+    assert read_log(run)["precision"].tolist() == [said]
+    code, out, _ = cli(["train", "--output-dir", run, "--resume", "--epochs", "2"], capsys)  # config.json reads back
+    assert code == 0 and read_log(run)["precision"].tolist() == [said, said]
 
 
 def test_ctrl_c_stops_at_a_step_boundary_with_a_checkpoint(tmp_path, synthetic_split, monkeypatch, capsys):

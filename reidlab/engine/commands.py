@@ -152,6 +152,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         if saved.exists():
             base = read_json_file(saved, "run config")
             base.pop("resume", None)
+            base.pop("precision_used", None)  # what the earlier invocation ran, not a setting
             changed = {k: v for k, v in given.items() if k not in ("resume", "output_dir") and base.get(k) != v}
             if changed:
                 print("resume: overriding the run's config.json with " +

@@ -76,6 +76,7 @@ class DivergenceError(FloatingPointError):
 # TrainConfig fields that belong to one invocation (`--time-limit 30` bounds this call, not the next
 # `--resume`): left out of config.json.
 INVOCATION_FIELDS = ("time_limit", "resume", "overwrite")
+PRECISION_KEY = "precision_used"  # in config.json: "fp32", "bf16", "auto: fp32, this CPU has no native bf16"
 
 
 class _Stop(Exception):
@@ -297,6 +298,7 @@ class Trainer:
             self._resume()
         if self.is_main:  # what the run is, for --resume: not how this one invocation is bounded
             saved = {k: v for k, v in cfg.to_dict().items() if k not in INVOCATION_FIELDS}
+            saved[PRECISION_KEY] = self.precision  # what ran (not a TrainConfig field; --resume ignores it)
             atomic_write_text(json.dumps(saved, indent=2), self.output_dir / CONFIG_NAME)
 
     # --- construction
