@@ -13,8 +13,9 @@ per page, so the files open offline); then rank-1 / mAP of the run against the c
 random ranking, and the paths.
 ``make lab`` then opens the notebooks in JupyterLab.
 
-The output folder is the demo's own: each run replaces the files it wrote there before
-(listed in :data:`DEMO_FILES`), and nothing else.
+The output folder is the demo's own: it must be empty or missing the first time (a folder of
+yours is refused), it gets a marker (:data:`DEMO_MARKER`), and each later run replaces the files
+it wrote there before (listed in :data:`DEMO_FILES`), and nothing else.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = REPO_ROOT / "notebooks"
 DEMO_FILES = ("tour.ipynb", "tour.html", "train.ipynb", "train.html", "train")
+DEMO_MARKER = ".reidlab-demo"  # the demo writes only into an empty folder or one holding this marker
 
 
 @dataclass
@@ -98,7 +100,13 @@ def run_notebook_demo(settings: NotebookDemo | None = None) -> dict:
     start = time.perf_counter()
     out = (REPO_ROOT / settings.output_dir).resolve() if not Path(settings.output_dir).is_absolute() \
         else Path(settings.output_dir)
+    marker = out / DEMO_MARKER
+    default = (REPO_ROOT / NotebookDemo.output_dir).resolve()  # under the project's own runs/ (git-ignored)
+    if out.exists() and any(out.iterdir()) and not marker.exists() and out != default:
+        raise FileExistsError(f"{out} is not empty and holds no earlier demo ({DEMO_MARKER}); give a new or empty "
+                              "folder with --output-dir")
     out.mkdir(parents=True, exist_ok=True)
+    marker.write_text("reidlab demo output: `make demo` replaces its own files here (tour.*, train.*, train/)\n")
     for name in DEMO_FILES:  # the demo's own files from an earlier run; nothing else is touched
         path = out / name
         if path.is_dir():
@@ -155,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.epochs < 1:
             parser.error(f"--epochs must be at least 1, got {args.epochs}")
         settings.train_parameters["epochs"] = args.epochs
-    run_notebook_demo(settings)
+    try:
+        run_notebook_demo(settings)
+    except FileExistsError as error:
+        print(f"python -m reidlab.demo: error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

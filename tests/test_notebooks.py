@@ -60,3 +60,19 @@ def test_notebook_to_html_draws_plotly_offline(tmp_path):
     assert html.count("Plotly.newPlot") == 2  # both figures drawn
     assert html.count("plotly.js v") == 1  # the library inlined once, no network
     assert '"y":[3,4]' in html.replace(" ", "")
+
+
+def test_the_demo_writes_only_into_an_empty_folder_or_its_own(tmp_path, capsys):
+    """Issue 19: `python -m reidlab.demo --output-dir D` replaces its own files in D; a folder of the
+    user's (not empty, no demo marker) is refused in one line, untouched, before any work."""
+    from reidlab.demo import DEMO_MARKER, main
+
+    mine = tmp_path / "mine"
+    (mine / "train").mkdir(parents=True)
+    (mine / "train" / "notes.txt").write_text("my notes")
+    (mine / "tour.html").write_text("my page")
+    assert main(["--output-dir", str(mine)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and DEMO_MARKER in err and str(mine) in err
+    assert (mine / "train" / "notes.txt").read_text() == "my notes" and (mine / "tour.html").read_text() == "my page"
+    assert not (mine / DEMO_MARKER).exists()
