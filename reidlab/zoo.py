@@ -258,13 +258,6 @@ def zoo_table() -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("name")
 
 
-def make_all(progress: bool = True) -> pd.DataFrame:
-    """Train every zoo entry that is not trained yet (``make notebooks`` runs this); the table."""
-    for name in ZOO:
-        zoo_checkpoint(name, progress=progress)
-    return zoo_table()
-
-
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
