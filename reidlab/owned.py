@@ -1,7 +1,8 @@
 """Deletion and overwriting confined to what the project can prove it wrote.
 
-Every place that removes or replaces files on the word of a file it reads (a generator's marker,
-an export's marker, a run folder's file list) passes each name through :func:`owned_path` first:
+Every place that removes files on the word of a file it reads passes each name through these
+checks first (the synthetic generator's ``meta.json``: :func:`safe_relative`; an export's marker:
+:func:`owned_path`; ``--overwrite`` removes only the fixed names of ``RUN_FILES``):
 a relative name without ``..``, which resolves (symlinks followed) to a path strictly inside the
 folder the project owns. Anything else is refused with one line, and nothing is deleted.
 """

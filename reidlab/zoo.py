@@ -87,13 +87,15 @@ def zoo_backbone(progress: bool = True) -> Path:
     """The notebooks' synthetic-pretrained ResNet-18 (made on first use, in a pinned child process)."""
     from reidlab.models.backbone import default_data_dir
 
+    from reidlab.engine.pretrain import backbone_is_current
+
     output = default_data_dir() / "pretrained" / "notebooks" / f"resnet{DEPTH}-synthetic.pth"
-    meta = output.with_suffix(".json")
-    if not (output.exists() and meta.exists() and json.loads(meta.read_text()).get("settings") == dataclasses.asdict(ZOO_PRETRAIN)):
+    if not backbone_is_current(output, ZOO_PRETRAIN):
         print(f"notebook models: pretraining their shared ResNet-{DEPTH} backbone once ({ZOO_PRETRAIN.epochs} "
               f"epochs over {ZOO_PRETRAIN.num_ids // 2} synthetic identities) -> {output}", flush=True)
+        # force: the file and run folder are the zoo's own; an older zoo's backbone (other settings) is replaced
         _run_pinned({"kind": "pretrain", "settings": dataclasses.asdict(ZOO_PRETRAIN), "output": str(output),
-                     "run_dir": str(zoo_root() / "pretrain"), "progress": True})
+                     "run_dir": str(zoo_root() / "pretrain"), "progress": True, "force": output.exists()})
     return output
 
 
@@ -135,7 +137,7 @@ def _job(job: dict) -> None:
         from reidlab.engine.pretrain import pretrain_backbone
 
         pretrain_backbone(PretrainSettings(**job["settings"]), output=job["output"], run_dir=job["run_dir"],
-                          progress=job["progress"])
+                          progress=job["progress"], force=job.get("force", False))
         return
     from reidlab.config import TrainConfig
     from reidlab.data.synthetic import load_synthetic

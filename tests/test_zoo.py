@@ -72,3 +72,15 @@ def test_a_config_read_back_from_json_is_the_same_model():
     import json
 
     assert zoo._settings(json.loads(json.dumps(cfg.to_dict()))) == zoo._settings(cfg.to_dict())
+
+
+def test_an_older_zoo_backbone_is_replaced_not_refused(tiny_zoo, monkeypatch):
+    """A zoo made by an earlier version (other pretraining settings) is the zoo's own: the next
+    call pretrains again instead of failing on "holds a backbone pretrained with other settings"."""
+    from reidlab.engine.pretrain import backbone_is_current
+
+    first = zoo.zoo_backbone(progress=False)
+    monkeypatch.setattr(zoo, "ZOO_PRETRAIN", dataclasses.replace(zoo.ZOO_PRETRAIN, seed=1001))
+    assert not backbone_is_current(first, zoo.ZOO_PRETRAIN)
+    again = zoo.zoo_backbone(progress=False)
+    assert again == first and backbone_is_current(again, zoo.ZOO_PRETRAIN)

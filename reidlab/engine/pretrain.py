@@ -86,6 +86,13 @@ def to_torchvision_names(backbone_state: dict) -> dict:
     return renamed
 
 
+def backbone_is_current(output: str | Path, settings: PretrainSettings) -> bool:
+    """Whether ``output`` holds a finished backbone pretrained with exactly ``settings``."""
+    output = Path(output)
+    meta = output.with_suffix(".json")
+    return output.exists() and meta.exists() and json.loads(meta.read_text()).get("settings") == dataclasses.asdict(settings)
+
+
 def pretrain_backbone(settings: PretrainSettings | None = None, output: str | Path | None = None,
                       data_root: str | Path | None = None, run_dir: str | Path | None = None,
                       time_limit: float | None = None, device: str = "auto", num_workers: int | None = None,
@@ -109,10 +116,10 @@ def pretrain_backbone(settings: PretrainSettings | None = None, output: str | Pa
     meta_path = output.with_suffix(".json")
     wanted = dataclasses.asdict(settings)
     if output.exists() and meta_path.exists() and not force:
-        meta = json.loads(meta_path.read_text())
-        if meta.get("settings") == wanted:
+        if backbone_is_current(output, settings):
             log.info("synthetic-pretrained backbone already at %s", output)
             return output
+        meta = json.loads(meta_path.read_text())
         raise FileExistsError(f"{output} holds a backbone pretrained with other settings ({meta.get('settings')}); "
                               f"pass another output path, or force=True (--force) to replace it")
     root = Path(data_root) if data_root is not None else _data_dir() / f"synthetic-pretrain-{settings.num_ids}ids-seed{settings.seed}"

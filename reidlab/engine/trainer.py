@@ -695,9 +695,8 @@ class Trainer:
         if self.pending_row is not None:  # a resumed run whose last epoch was checkpointed but not logged
             self._finish_epoch(self.pending_row)
             self.pending_row = None
-        steps = self.steps_per_epoch()
-        self._run_bar = tqdm(total=steps * max(0, end - self.start_epoch) if end > self.start_epoch else 0,
-                             initial=self.start_step if end > self.start_epoch else 0,
+        epochs_left = max(0, end - self.start_epoch)
+        self._run_bar = tqdm(total=self.steps_per_epoch() * epochs_left, initial=self.start_step if epochs_left else 0,
                              disable=not (cfg.progress and self.is_main), leave=False, unit="step")
         with _StopRequests(cfg.time_limit) as stops, self._run_bar:
             try:
